@@ -1,0 +1,237 @@
+//! The configuration file's shape, key for key. Names follow Circus wherever
+//! Circus has the option, so a Circus user recognises every key. Every table
+//! denies unknown keys: a typo is an error with its location, never ignored.
+
+use super::duration::Seconds;
+use super::signal::Signum;
+use serde::{Deserialize, Serialize};
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn yes() -> bool {
+    true
+}
+
+/// The whole file.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Daemon-wide options; `[circus]` is accepted as an alias.
+    #[serde(default, alias = "circus")]
+    pub ringmaster: GlobalConfig,
+    /// Variables given to every watcher (Circus's `[env]`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sockets: BTreeMap<String, Spanned<SocketConfig>>,
+    #[serde(default)]
+    pub watchers: BTreeMap<String, Spanned<WatcherConfig>>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Control channel (ZeroMQ ROUTER). Default: an ipc:// socket in a private runtime directory.
+    pub endpoint: Option<String>,
+    /// Events (ZeroMQ PUB). Default: ipc:// next to the control socket.
+    pub pubsub_endpoint: Option<String>,
+    /// `stat.*` messages; off unless set (or `statsd = true`).
+    pub stats_endpoint: Option<String>,
+    /// chown the ipc:// endpoints to this user.
+    pub endpoint_owner: Option<String>,
+    #[serde(default)]
+    pub statsd: bool,
+    /// Accepted for Circus compatibility; Ringmaster reaps on SIGCHLD and has no tick.
+    pub check_delay: Option<Seconds>,
+    /// Accepted for Circus compatibility; UDP discovery is not implemented.
+    pub multicast_endpoint: Option<String>,
+    /// Pause between starting two watchers.
+    #[serde(default)]
+    pub warmup_delay: Seconds,
+    /// umask of the daemon (and default for children).
+    pub umask: Option<Spanned<Umask>>,
+    pub pidfile: Option<PathBuf>,
+    pub loglevel: Option<String>,
+    pub logoutput: Option<String>,
+    /// Lines of output kept in memory per watcher for `ringmaster logs`.
+    pub history_lines: Option<usize>,
+    #[serde(default)]
+    pub debug: bool,
+}
+
+/// A umask or file mode: a string is read as octal (`"022"`), an integer is
+/// taken as its value (write `0o022` in TOML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Umask(pub u32);
+
+impl From<Umask> for String {
+    fn from(u: Umask) -> String {
+        format!("{:03o}", u.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Umask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Str(String),
+        }
+        let v = match Raw::deserialize(d)? {
+            Raw::Int(i) => i,
+            Raw::Str(s) => i64::from_str_radix(s.trim().trim_start_matches("0o"), 8).map_err(|_| {
+                serde::de::Error::custom(format!("invalid umask {s:?}: expected an octal string such as \"022\""))
+            })?,
+        };
+        if !(0..=0o777).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "invalid umask {v}: expected a value between 0 and 0o777 (write \"022\" or 0o022)"
+            )));
+        }
+        Ok(Umask(v as u32))
+    }
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SocketConfig {
+    /// Address to bind (inet/inet6). Default "127.0.0.1" (Circus: "localhost").
+    pub host: Option<String>,
+    /// Port (inet/inet6); 0 picks a free port. Default 8080 as Circus.
+    pub port: Option<u16>,
+    /// Path of a UNIX socket; implies `family = "unix"`.
+    pub path: Option<PathBuf>,
+    /// "inet" | "inet6" | "unix" (Circus's AF_INET… accepted).
+    pub family: Option<Spanned<String>>,
+    /// "stream" | "dgram" (Circus's SOCK_STREAM… accepted).
+    #[serde(rename = "type")]
+    pub socktype: Option<Spanned<String>>,
+    pub backlog: Option<u32>,
+    /// umask applied while binding a UNIX socket (octal string or integer).
+    pub umask: Option<Umask>,
+    /// Unlink an existing UNIX socket path before binding.
+    #[serde(default)]
+    pub replace: bool,
+    #[serde(default)]
+    pub so_reuseport: bool,
+    /// Bind to this network interface (SO_BINDTODEVICE).
+    pub interface: Option<String>,
+    /// Leave the socket blocking (default: non-blocking, as Circus).
+    #[serde(default)]
+    pub blocking: bool,
+    /// TCP_NODELAY on the listening socket, inherited by accepted connections. Default true.
+    pub nodelay: Option<bool>,
+}
+
+/// `args` as a string (shell-split) or a list of words.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Args {
+    Line(String),
+    List(Vec<String>),
+}
+
+/// A user or group: a name or a numeric id.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Ident {
+    Id(u32),
+    Name(String),
+}
+
+/// An rlimit: a number, or "unlimited"/"infinity".
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RlimitValue {
+    Num(u64),
+    Word(String),
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    /// A process up at least this long is respawned at once when it exits.
+    pub min_uptime: Option<Seconds>,
+    /// First delay after a quick failure.
+    pub initial_delay: Option<Seconds>,
+    pub max_delay: Option<Seconds>,
+    pub multiplier: Option<f64>,
+    /// Random spread of each delay, as a fraction (0.1 = ±10%).
+    pub jitter: Option<f64>,
+    /// Consecutive quick failures before the watcher enters `failed`; -1 = never.
+    pub max_retry: Option<i64>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WatcherConfig {
+    pub cmd: Spanned<String>,
+    pub args: Option<Args>,
+    pub working_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub shell: bool,
+    pub shell_args: Option<String>,
+    /// Program to execute instead of the first word of `cmd` (which stays argv[0]).
+    pub executable: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub copy_env: bool,
+    /// Give the child the daemon's PATH even with a clean environment. Default true.
+    pub copy_path: Option<bool>,
+    pub uid: Option<Spanned<Ident>>,
+    pub gid: Option<Spanned<Ident>>,
+    pub umask: Option<Umask>,
+    pub numprocesses: Option<Spanned<u32>>,
+    /// Pause between two spawns of this watcher.
+    #[serde(default)]
+    pub warmup_delay: Seconds,
+    pub stop_signal: Option<Signum>,
+    /// Also send stop_signal to the whole process group (always true in Ringmaster; accepted for Circus).
+    pub stop_children: Option<bool>,
+    pub graceful_timeout: Option<Seconds>,
+    #[serde(default = "yes")]
+    pub respawn: bool,
+    #[serde(default = "yes")]
+    pub autostart: bool,
+    #[serde(default)]
+    pub singleton: bool,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub max_age: Seconds,
+    pub max_age_variance: Option<Seconds>,
+    /// Pass every socket to the children.
+    #[serde(default)]
+    pub use_sockets: bool,
+    /// Pass only these sockets.
+    pub sockets: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub rlimits: BTreeMap<String, Spanned<RlimitValue>>,
+    pub rlimit_nofile: Option<RlimitValue>,
+    pub rlimit_nproc: Option<RlimitValue>,
+    pub rlimit_core: Option<RlimitValue>,
+    pub rlimit_as: Option<RlimitValue>,
+    pub rlimit_cpu: Option<RlimitValue>,
+    pub rlimit_data: Option<RlimitValue>,
+    pub rlimit_fsize: Option<RlimitValue>,
+    pub rlimit_memlock: Option<RlimitValue>,
+    pub rlimit_stack: Option<RlimitValue>,
+    #[serde(default = "yes")]
+    pub close_child_stdin: bool,
+    #[serde(default)]
+    pub close_child_stdout: bool,
+    #[serde(default)]
+    pub close_child_stderr: bool,
+    /// `reload` sends SIGHUP instead of replacing processes.
+    #[serde(default)]
+    pub send_hup: bool,
+    /// Circus's key; same meaning as `restart.max_retry`.
+    pub max_retry: Option<i64>,
+    pub restart: Option<RestartConfig>,
+    pub stdout_stream: Option<toml::Table>,
+    pub stderr_stream: Option<toml::Table>,
+}

@@ -1,0 +1,14 @@
+//! Ringmaster: a process and socket supervisor, the successor to Circus.
+//!
+//! The daemon is a tree of actix actors: the root [`arbiter`] owns the
+//! [`sockets`] and one actor per [`watchers`] group, which owns one actor per
+//! process slot ([`processes`]). One central [`reaper`] collects every exit.
+
+pub mod arbiter;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod processes;
+pub mod reaper;
+pub mod sockets;
+pub mod watchers;

@@ -1,0 +1,10 @@
+//! One actor per process slot (`wid`): spawns, watches, backs off, respawns
+//! and stops the process in that slot, following the state machine in
+//! [`state`].
+
+mod actor;
+pub mod spawn;
+pub mod state;
+pub mod substitute;
+
+pub use actor::{GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot};

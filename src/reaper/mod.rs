@@ -1,0 +1,194 @@
+//! The one place that calls `waitpid`. Woken by SIGCHLD, it reaps every
+//! child that has exited (`waitpid(-1, WNOHANG)` until nothing is left) and
+//! tells the owning process actor. Pids nobody owns (grandchildren
+//! re-parented to us as child subreaper) are reaped and logged.
+//!
+//! Spawning goes through [`Reaper::spawn`], which registers the pid under the
+//! same lock that reaping takes: a child that dies instantly can never be
+//! reaped before its owner is known.
+
+use actix::prelude::*;
+use nix::errno::Errno;
+use nix::sys::signal::killpg;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::io;
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Circus's `exit_code`: the status, or minus the signal number.
+    pub fn circus_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => -s,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| s.to_string());
+                write!(f, "killed by {name}")
+            }
+        }
+    }
+}
+
+/// Sent to a process's owner when it has been reaped.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Exited {
+    pub pid: i32,
+    pub status: ExitStatus,
+}
+
+/// Sent when no process is left in a process group someone waits on.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct GroupGone {
+    pub pgid: i32,
+}
+
+#[derive(Default)]
+struct Registry {
+    owners: HashMap<i32, Recipient<Exited>>,
+    groups: HashMap<i32, Recipient<GroupGone>>,
+}
+
+pub struct Reaper {
+    registry: Mutex<Registry>,
+}
+
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+
+impl Reaper {
+    pub fn global() -> &'static Reaper {
+        REAPER.get_or_init(|| Reaper { registry: Mutex::new(Registry::default()) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spawns `cmd` and registers its pid with `owner` atomically with respect to reaping.
+    pub fn spawn(&self, cmd: &mut Command, owner: Recipient<Exited>) -> io::Result<Child> {
+        let mut reg = self.lock();
+        let child = cmd.spawn()?;
+        reg.owners.insert(child.id() as i32, owner);
+        Ok(child)
+    }
+
+    /// Registers an interest in `pgid` becoming empty. Answers at once if it already is.
+    pub fn watch_group(&self, pgid: i32, who: Recipient<GroupGone>) {
+        let mut reg = self.lock();
+        if group_empty(pgid) {
+            who.do_send(GroupGone { pgid });
+        } else {
+            reg.groups.insert(pgid, who);
+        }
+    }
+
+    pub fn unwatch_group(&self, pgid: i32) {
+        self.lock().groups.remove(&pgid);
+    }
+
+    pub fn owned_pids(&self) -> Vec<i32> {
+        self.lock().owners.keys().copied().collect()
+    }
+
+    /// Reaps everything that has exited. Returns how many were reaped.
+    pub fn reap_all(&self) -> usize {
+        let mut reg = self.lock();
+        let mut n = 0;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    n += 1;
+                    deliver(&mut reg, pid.as_raw(), ExitStatus::Code(code));
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    n += 1;
+                    deliver(&mut reg, pid.as_raw(), ExitStatus::Signal(sig as i32));
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => break,
+                Err(e) => {
+                    tracing::error!("waitpid failed: {e}");
+                    break;
+                }
+            }
+        }
+        if n > 0 && !reg.groups.is_empty() {
+            reg.groups.retain(|&pgid, who| {
+                if group_empty(pgid) {
+                    who.do_send(GroupGone { pgid });
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        n
+    }
+
+    /// Starts the SIGCHLD listener on the current actix/tokio runtime.
+    /// Must run before the first spawn.
+    pub fn start(&'static self) -> io::Result<()> {
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        // Children that exited before the handler existed.
+        self.reap_all();
+        actix::spawn(async move {
+            while sigchld.recv().await.is_some() {
+                self.reap_all();
+            }
+        });
+        Ok(())
+    }
+}
+
+fn deliver(reg: &mut Registry, pid: i32, status: ExitStatus) {
+    match reg.owners.remove(&pid) {
+        Some(owner) => owner.do_send(Exited { pid, status }),
+        None => tracing::debug!(pid, %status, "reaped orphan"),
+    }
+}
+
+/// True when no process is left in the group (zombies already reaped).
+pub fn group_empty(pgid: i32) -> bool {
+    matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}
+
+/// Marks this process as a child subreaper so orphaned grandchildren come to us.
+pub fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become child subreaper ({e}); orphaned grandchildren will go to init");
+    }
+}
+
+/// Pids of our direct children, from /proc (used at exit to leave nothing behind).
+pub fn direct_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
