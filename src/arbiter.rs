@@ -52,7 +52,14 @@ impl ArbiterActor {
                 addr: WatcherActor::new(w.clone(), &infos, events.clone()).start(),
             })
             .collect();
-        ArbiterActor { config, sockets, watchers, events, stopping: false }.start()
+        ArbiterActor {
+            config,
+            sockets,
+            watchers,
+            events,
+            stopping: false,
+        }
+        .start()
     }
 
     pub fn config(&self) -> &Config {
@@ -73,8 +80,8 @@ impl Actor for ArbiterActor {
         }
         // watchers are already sorted by priority, highest first.
         let delay = self.config.global.warmup_delay;
-        let mut k = 0u32;
-        for w in self.watchers.iter().filter(|w| w.autostart) {
+        for (k, w) in self.watchers.iter().filter(|w| w.autostart).enumerate() {
+            let k = k as u32;
             let addr = w.addr.clone();
             if delay.is_zero() {
                 addr.do_send(StartWatcher);
@@ -85,7 +92,6 @@ impl Actor for ArbiterActor {
                     }
                 });
             }
-            k += 1;
         }
         for w in self.watchers.iter().filter(|w| !w.autostart) {
             tracing::info!(watcher = %w.name, "autostart = false: not started");

@@ -23,7 +23,9 @@ pub fn init_logging(format: LogFormat, level: Option<&str>) {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let res = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -73,9 +75,8 @@ async fn start(cfg: Config) -> Result<()> {
     Reaper::global().start().context("cannot watch SIGCHLD")?;
     let mut bound = Vec::new();
     for spec in &cfg.sockets {
-        let b = sockets::bind(spec).with_context(|| {
-            format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr))
-        })?;
+        let b = sockets::bind(spec)
+            .with_context(|| format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr)))?;
         bound.push(b);
     }
     tracing::info!(config = %cfg.path.display(), pid = std::process::id(), "ringmaster starting");

@@ -39,7 +39,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, format, log_level, log_format } => {
+        Command::Run {
+            config,
+            format,
+            log_level,
+            log_format,
+        } => {
             daemon::init_logging(log_format, log_level.as_deref());
             let Some(cfg) = daemon::load_or_report(&config, format) else {
                 return ExitCode::from(1);

@@ -42,7 +42,9 @@ impl Seconds {
 
     pub fn from_f64(f: f64) -> Result<Self, String> {
         if !f.is_finite() || f < 0.0 {
-            return Err(format!("invalid duration {f}: must be a non-negative number of seconds"));
+            return Err(format!(
+                "invalid duration {f}: must be a non-negative number of seconds"
+            ));
         }
         if f > 1e12 {
             return Err(format!("invalid duration {f}: too large"));

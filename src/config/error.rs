@@ -121,9 +121,17 @@ pub fn key_at(src: &str, offset: usize) -> Option<String> {
         }
     }
     if line.starts_with('[') {
-        return Some(line.trim_start_matches('[').trim_end_matches(']').trim().to_string());
+        return Some(
+            line.trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .to_string(),
+        );
     }
-    let key = line.split('=').next().map(|k| k.trim().trim_matches('"').to_string());
+    let key = line
+        .split('=')
+        .next()
+        .map(|k| k.trim().trim_matches('"').to_string());
     match (table, key) {
         (Some(t), Some(k)) if !k.is_empty() && line.contains('=') => Some(format!("{t}.{k}")),
         (None, Some(k)) if !k.is_empty() && line.contains('=') => Some(k),

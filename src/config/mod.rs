@@ -2,6 +2,10 @@
 //! resolve it into the specs the daemon runs. Every error names the file,
 //! line, column and key.
 
+// Config errors are built once, on a cold path, and carry a source excerpt for
+// miette; boxing them would only add noise at every `?`.
+#![allow(clippy::result_large_err)]
+
 pub mod duration;
 pub mod error;
 pub mod model;
@@ -65,8 +69,16 @@ pub struct GlobalSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketAddrSpec {
-    Inet { host: String, port: u16, v6: bool },
-    Unix { path: PathBuf, umask: Option<u32>, replace: bool },
+    Inet {
+        host: String,
+        port: u16,
+        v6: bool,
+    },
+    Unix {
+        path: PathBuf,
+        umask: Option<u32>,
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +176,10 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<Config, ConfigError> 
     match format {
         Format::Toml => {
             let src = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::plain(path.display().to_string(), format!("cannot read config file: {e}"))
+                ConfigError::plain(
+                    path.display().to_string(),
+                    format!("cannot read config file: {e}"),
+                )
             })?;
             load_toml_str(path, &src)
         }
@@ -214,11 +229,17 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigError> {
-    let mut r = Resolver { path, src, errors: Vec::new(), warnings: Vec::new() };
+    let mut r = Resolver {
+        path,
+        src,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let g = &file.ringmaster;
     if g.check_delay.is_some() {
-        r.warnings
-            .push("check_delay has no effect: Ringmaster reaps children as soon as they exit (SIGCHLD)".into());
+        r.warnings.push(
+            "check_delay has no effect: Ringmaster reaps children as soon as they exit (SIGCHLD)".into(),
+        );
     }
     if g.multicast_endpoint.is_some() {
         r.warnings
@@ -243,7 +264,10 @@ fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigErr
     for (name, sc) in &file.sockets {
         let span = sc.span();
         if !valid_name(name) {
-            r.err(span.clone(), format!("invalid socket name {name:?}: use letters, digits, '_', '-' or ':'"));
+            r.err(
+                span.clone(),
+                format!("invalid socket name {name:?}: use letters, digits, '_', '-' or ':'"),
+            );
             continue;
         }
         if let Some(s) = resolve_socket(&mut r, name, sc.get_ref(), span) {
@@ -268,7 +292,13 @@ fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigErr
     if let Some(e) = ConfigError::many(std::mem::take(&mut r.errors)) {
         return Err(e);
     }
-    Ok(Config { path: path.to_path_buf(), global, sockets, watchers, warnings: r.warnings })
+    Ok(Config {
+        path: path.to_path_buf(),
+        global,
+        sockets,
+        watchers,
+        warnings: r.warnings,
+    })
 }
 
 fn resolve_socket(
@@ -284,7 +314,10 @@ fn resolve_socket(
             "inet6" | "ipv6" => Some("inet6"),
             "unix" => Some("unix"),
             other => {
-                r.err(f.span(), format!("unknown socket family {other:?}: expected \"inet\", \"inet6\" or \"unix\""));
+                r.err(
+                    f.span(),
+                    format!("unknown socket family {other:?}: expected \"inet\", \"inet6\" or \"unix\""),
+                );
                 return None;
             }
         },
@@ -295,7 +328,10 @@ fn resolve_socket(
             "stream" => SockType::Stream,
             "dgram" => SockType::Dgram,
             other => {
-                r.err(t.span(), format!("unsupported socket type {other:?}: expected \"stream\" or \"dgram\""));
+                r.err(
+                    t.span(),
+                    format!("unsupported socket type {other:?}: expected \"stream\" or \"dgram\""),
+                );
                 return None;
             }
         },
@@ -311,13 +347,23 @@ fn resolve_socket(
             replace: sc.replace,
         },
         (Some(fam), Some(_)) => {
-            r.err(span, format!("socket {name}: path is only valid for family \"unix\", not {fam:?}"));
+            r.err(
+                span,
+                format!("socket {name}: path is only valid for family \"unix\", not {fam:?}"),
+            );
             return None;
         }
         (fam, None) => {
             let v6 = fam == Some("inet6");
-            let host = sc.host.clone().unwrap_or_else(|| if v6 { "::1".into() } else { "127.0.0.1".into() });
-            SocketAddrSpec::Inet { host, port: sc.port.unwrap_or(8080), v6 }
+            let host = sc
+                .host
+                .clone()
+                .unwrap_or_else(|| if v6 { "::1".into() } else { "127.0.0.1".into() });
+            SocketAddrSpec::Inet {
+                host,
+                port: sc.port.unwrap_or(8080),
+                v6,
+            }
         }
     };
     let is_tcp = matches!(addr, SocketAddrSpec::Inet { .. }) && socktype == SockType::Stream;
@@ -403,14 +449,19 @@ fn resolve_watcher(
     if cmd.is_empty() {
         r.err(wc.cmd.span(), format!("watcher {name}: cmd is empty"));
     } else if !wc.shell && shlex::split(&cmd).is_none() {
-        r.err(wc.cmd.span(), format!("watcher {name}: cmd has unbalanced quotes"));
+        r.err(
+            wc.cmd.span(),
+            format!("watcher {name}: cmd has unbalanced quotes"),
+        );
     }
     let numprocesses = wc.numprocesses.as_ref().map_or(1, |n| *n.get_ref());
     if wc.singleton && numprocesses > 1 {
         let span = wc.numprocesses.as_ref().map_or(wc.cmd.span(), |n| n.span());
         r.err_help(
             span,
-            format!("watcher {name}: singleton watchers run at most one process, numprocesses is {numprocesses}"),
+            format!(
+                "watcher {name}: singleton watchers run at most one process, numprocesses is {numprocesses}"
+            ),
             "set numprocesses = 1 or remove singleton",
         );
     }
@@ -421,7 +472,14 @@ fn resolve_watcher(
             for s in list {
                 let n = s.get_ref().to_ascii_lowercase();
                 if !socket_names.contains(&n) {
-                    r.err(s.span(), format!("watcher {name}: unknown socket {:?} (defined: {})", s.get_ref(), socket_names.join(", ")));
+                    r.err(
+                        s.span(),
+                        format!(
+                            "watcher {name}: unknown socket {:?} (defined: {})",
+                            s.get_ref(),
+                            socket_names.join(", ")
+                        ),
+                    );
                 } else if !v.contains(&n) {
                     v.push(n);
                 }
@@ -440,7 +498,10 @@ fn resolve_watcher(
     }
     for s in referenced_sockets(&text) {
         if !socket_names.contains(&s) {
-            r.err(wc.cmd.span(), format!("watcher {name}: cmd refers to socket {s:?}, which is not defined"));
+            r.err(
+                wc.cmd.span(),
+                format!("watcher {name}: cmd refers to socket {s:?}, which is not defined"),
+            );
         } else if !sockets.contains(&s) {
             if wc.sockets.is_some() {
                 r.err_help(
@@ -458,9 +519,16 @@ fn resolve_watcher(
     let mut rlimits = Vec::new();
     for (k, v) in &wc.rlimits {
         match (rlimit_resource(k), rlimit_value(v.get_ref())) {
-            (None, _) => r.err(v.span(), format!("watcher {name}: unknown rlimit {k:?} (expected e.g. nofile, nproc, core, as)")),
+            (None, _) => r.err(
+                v.span(),
+                format!("watcher {name}: unknown rlimit {k:?} (expected e.g. nofile, nproc, core, as)"),
+            ),
             (_, Err(e)) => r.err(v.span(), format!("watcher {name}: rlimits.{k}: {e}")),
-            (Some((rn, res)), Ok(val)) => rlimits.push(Rlimit { name: rn, resource: res, value: val }),
+            (Some((rn, res)), Ok(val)) => rlimits.push(Rlimit {
+                name: rn,
+                resource: res,
+                value: val,
+            }),
         }
     }
     let flat = [
@@ -479,7 +547,11 @@ fn resolve_watcher(
             match rlimit_value(v) {
                 Ok(val) => {
                     rlimits.retain(|l: &Rlimit| l.resource != res);
-                    rlimits.push(Rlimit { name: rn, resource: res, value: val });
+                    rlimits.push(Rlimit {
+                        name: rn,
+                        resource: res,
+                        value: val,
+                    });
                 }
                 Err(e) => r.err(wc.cmd.span(), format!("watcher {name}: rlimit_{k}: {e}")),
             }
@@ -494,7 +566,13 @@ fn resolve_watcher(
                 _ => true,
             };
             if !ok {
-                r.err(id.span(), format!("watcher {name}: {what}: no such {} on this system", if what == "uid" { "user" } else { "group" }));
+                r.err(
+                    id.span(),
+                    format!(
+                        "watcher {name}: {what}: no such {} on this system",
+                        if what == "uid" { "user" } else { "group" }
+                    ),
+                );
             }
         }
     }
@@ -502,18 +580,46 @@ fn resolve_watcher(
     let defaults = RestartPolicy::default();
     let rc = wc.restart.clone();
     let mut restart = RestartPolicy {
-        min_uptime: rc.as_ref().and_then(|c| c.min_uptime).map_or(defaults.min_uptime, Seconds::get),
-        initial_delay: rc.as_ref().and_then(|c| c.initial_delay).map_or(defaults.initial_delay, Seconds::get),
-        max_delay: rc.as_ref().and_then(|c| c.max_delay).map_or(defaults.max_delay, Seconds::get),
-        multiplier: rc.as_ref().and_then(|c| c.multiplier).unwrap_or(defaults.multiplier),
+        min_uptime: rc
+            .as_ref()
+            .and_then(|c| c.min_uptime)
+            .map_or(defaults.min_uptime, Seconds::get),
+        initial_delay: rc
+            .as_ref()
+            .and_then(|c| c.initial_delay)
+            .map_or(defaults.initial_delay, Seconds::get),
+        max_delay: rc
+            .as_ref()
+            .and_then(|c| c.max_delay)
+            .map_or(defaults.max_delay, Seconds::get),
+        multiplier: rc
+            .as_ref()
+            .and_then(|c| c.multiplier)
+            .unwrap_or(defaults.multiplier),
         jitter: rc.as_ref().and_then(|c| c.jitter).unwrap_or(defaults.jitter),
-        max_retry: rc.as_ref().and_then(|c| c.max_retry).or(wc.max_retry).unwrap_or(defaults.max_retry),
+        max_retry: rc
+            .as_ref()
+            .and_then(|c| c.max_retry)
+            .or(wc.max_retry)
+            .unwrap_or(defaults.max_retry),
     };
     if !(restart.multiplier >= 1.0 && restart.multiplier <= 1000.0) {
-        r.err(wc.cmd.span(), format!("watcher {name}: restart.multiplier must be between 1 and 1000, not {}", restart.multiplier));
+        r.err(
+            wc.cmd.span(),
+            format!(
+                "watcher {name}: restart.multiplier must be between 1 and 1000, not {}",
+                restart.multiplier
+            ),
+        );
     }
     if !(0.0..=1.0).contains(&restart.jitter) {
-        r.err(wc.cmd.span(), format!("watcher {name}: restart.jitter must be between 0 and 1, not {}", restart.jitter));
+        r.err(
+            wc.cmd.span(),
+            format!(
+                "watcher {name}: restart.jitter must be between 0 and 1, not {}",
+                restart.jitter
+            ),
+        );
     }
     if restart.max_delay < restart.initial_delay {
         restart.max_delay = restart.initial_delay;
@@ -538,7 +644,11 @@ fn resolve_watcher(
         uid: wc.uid.as_ref().map(|s| s.get_ref().clone()),
         gid: wc.gid.as_ref().map(|s| s.get_ref().clone()),
         umask: wc.umask.map(|u| u.0),
-        numprocesses: if wc.singleton { numprocesses.min(1) } else { numprocesses },
+        numprocesses: if wc.singleton {
+            numprocesses.min(1)
+        } else {
+            numprocesses
+        },
         warmup_delay: wc.warmup_delay.get(),
         stop_signal: wc.stop_signal.unwrap_or(Signum::TERM),
         graceful_timeout: wc.graceful_timeout.map_or(Duration::from_secs(30), Seconds::get),
@@ -597,7 +707,8 @@ mod tests {
     fn socket_reference_checked() {
         let e = load_str("[watchers.a]\ncmd = \"x --fd $(circus.sockets.web)\"\n").unwrap_err();
         assert!(e.message.contains("\"web\""), "{}", e.message);
-        let c = load_str("[sockets.web]\nport = 0\n[watchers.a]\ncmd = \"x --fd $(circus.sockets.web)\"\n").unwrap();
+        let c = load_str("[sockets.web]\nport = 0\n[watchers.a]\ncmd = \"x --fd $(circus.sockets.web)\"\n")
+            .unwrap();
         assert_eq!(c.watchers[0].sockets, vec!["web".to_string()]);
     }
 
@@ -612,7 +723,10 @@ mod tests {
 
     #[test]
     fn several_errors_reported_together() {
-        let e = load_str("[watchers.a]\ncmd = \"\"\n[watchers.b]\ncmd = \"x\"\nsingleton = true\nnumprocesses = 3\n").unwrap_err();
+        let e = load_str(
+            "[watchers.a]\ncmd = \"\"\n[watchers.b]\ncmd = \"x\"\nsingleton = true\nnumprocesses = 3\n",
+        )
+        .unwrap_err();
         assert_eq!(e.one_line_each().len(), 2, "{:?}", e.one_line_each());
     }
 }

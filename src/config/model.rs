@@ -83,7 +83,9 @@ impl<'de> Deserialize<'de> for Umask {
         let v = match Raw::deserialize(d)? {
             Raw::Int(i) => i,
             Raw::Str(s) => i64::from_str_radix(s.trim().trim_start_matches("0o"), 8).map_err(|_| {
-                serde::de::Error::custom(format!("invalid umask {s:?}: expected an octal string such as \"022\""))
+                serde::de::Error::custom(format!(
+                    "invalid umask {s:?}: expected an octal string such as \"022\""
+                ))
             })?,
         };
         if !(0..=0o777).contains(&v) {

@@ -25,9 +25,7 @@ impl Signum {
         let (base, offset) = match name.find(['+', '-']) {
             Some(i) => {
                 let (b, o) = name.split_at(i);
-                let n: i32 = o[1..]
-                    .parse()
-                    .map_err(|_| format!("unknown signal {s:?}"))?;
+                let n: i32 = o[1..].parse().map_err(|_| format!("unknown signal {s:?}"))?;
                 (b, if o.starts_with('-') { -n } else { n })
             }
             None => (name, 0),

@@ -12,12 +12,28 @@ use tokio::sync::oneshot;
 /// What a slot tells its watcher.
 #[derive(Debug, Clone)]
 pub enum SlotEvent {
-    Spawned { pid: i32 },
-    Exited { pid: i32, status: ExitStatus, uptime: Duration },
-    SpawnFailed { reason: String },
-    Backoff { delay: Duration, failures: u32 },
-    Failed { failures: u32 },
-    Killed { pid: i32, signal: Signum },
+    Spawned {
+        pid: i32,
+    },
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        uptime: Duration,
+    },
+    SpawnFailed {
+        reason: String,
+    },
+    Backoff {
+        delay: Duration,
+        failures: u32,
+    },
+    Failed {
+        failures: u32,
+    },
+    Killed {
+        pid: i32,
+        signal: Signum,
+    },
     Stopped,
 }
 
@@ -157,7 +173,10 @@ impl ProcessActor {
                 if let Some(pgid) = self.pgid() {
                     tracing::info!(watcher = %name, wid, pid = pgid, signal = %sig, "stopping process");
                     send_group(pgid, sig);
-                    self.report(SlotEvent::Killed { pid: pgid, signal: sig });
+                    self.report(SlotEvent::Killed {
+                        pid: pgid,
+                        signal: sig,
+                    });
                 }
             }
             Action::KillGroup => {
@@ -165,7 +184,10 @@ impl ProcessActor {
                     if !reaper::group_empty(pgid) {
                         tracing::info!(watcher = %name, wid, pgid, "sending SIGKILL to process group");
                         send_group(pgid, Signum::KILL);
-                        self.report(SlotEvent::Killed { pid: pgid, signal: Signum::KILL });
+                        self.report(SlotEvent::Killed {
+                            pid: pgid,
+                            signal: Signum::KILL,
+                        });
                     }
                 }
             }
@@ -178,7 +200,14 @@ impl ProcessActor {
                 }));
             }
             Action::CancelTimers => {
-                for h in [self.retry_timer.take(), self.grace_timer.take(), self.age_timer.take()].into_iter().flatten() {
+                for h in [
+                    self.retry_timer.take(),
+                    self.grace_timer.take(),
+                    self.age_timer.take(),
+                ]
+                .into_iter()
+                .flatten()
+                {
                     ctx.cancel_future(h);
                 }
             }
@@ -205,8 +234,16 @@ impl ProcessActor {
     }
 
     fn spawn(&mut self, ctx: &mut Context<Self>) -> Event {
-        let out = if self.spec.close_child_stdout { Output::Null } else { Output::Inherit };
-        let err = if self.spec.close_child_stderr { Output::Null } else { Output::Inherit };
+        let out = if self.spec.close_child_stdout {
+            Output::Null
+        } else {
+            Output::Inherit
+        };
+        let err = if self.spec.close_child_stderr {
+            Output::Null
+        } else {
+            Output::Inherit
+        };
         let owner = ctx.address().recipient::<Exited>();
         match spawn::spawn(&self.spec, self.wid, &self.sockets, out, err, owner) {
             Ok(sp) => {
@@ -229,7 +266,9 @@ impl ProcessActor {
             }
             Err(e) => {
                 tracing::error!(watcher = %self.spec.name, wid = self.wid, "spawn failed: {e}");
-                self.report(SlotEvent::SpawnFailed { reason: e.to_string() });
+                self.report(SlotEvent::SpawnFailed {
+                    reason: e.to_string(),
+                });
                 Event::SpawnFailed
             }
         }
@@ -290,7 +329,11 @@ impl Handler<KillSlot> for ProcessActor {
 impl Handler<SignalSlot> for ProcessActor {
     type Result = Result<(), String>;
     fn handle(&mut self, m: SignalSlot, _: &mut Self::Context) -> Self::Result {
-        let pid = self.life.state.pid().ok_or_else(|| "process is not running".to_string())?;
+        let pid = self
+            .life
+            .state
+            .pid()
+            .ok_or_else(|| "process is not running".to_string())?;
         let rc = if m.group {
             // SAFETY: plain syscalls.
             unsafe { libc::killpg(pid, m.signal.0) }
@@ -298,7 +341,10 @@ impl Handler<SignalSlot> for ProcessActor {
             unsafe { libc::kill(pid, m.signal.0) }
         };
         if rc != 0 {
-            return Err(format!("cannot signal {pid}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot signal {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(())
     }
@@ -312,9 +358,20 @@ impl Handler<Exited> for ProcessActor {
             return; // a process whose exec failed, already accounted for
         }
         tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = m.pid, status = %m.status, uptime_ms = uptime.as_millis() as u64, "exited");
-        self.report(SlotEvent::Exited { pid: m.pid, status: m.status, uptime });
+        self.report(SlotEvent::Exited {
+            pid: m.pid,
+            status: m.status,
+            uptime,
+        });
         let group_alive = !reaper::group_empty(m.pid);
-        self.feed(Event::Exited { pid: m.pid, uptime, group_alive }, ctx);
+        self.feed(
+            Event::Exited {
+                pid: m.pid,
+                uptime,
+                group_alive,
+            },
+            ctx,
+        );
     }
 }
 

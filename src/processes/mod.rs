@@ -7,4 +7,6 @@ pub mod spawn;
 pub mod state;
 pub mod substitute;
 
-pub use actor::{GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot};
+pub use actor::{
+    GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot,
+};

@@ -43,7 +43,11 @@ pub enum SpawnError {
     #[error("{0}")]
     Prepare(String),
     #[error("cannot start {program}: {step}: {err}")]
-    Child { program: String, step: &'static str, err: io::Error },
+    Child {
+        program: String,
+        step: &'static str,
+        err: io::Error,
+    },
     #[error("fork failed: {0}")]
     Fork(io::Error),
 }
@@ -257,7 +261,10 @@ pub fn build_argv(spec: &WatcherSpec, vars: &Vars<'_>) -> Result<Vec<String>, Sp
             Some(Args::List(list)) => {
                 for a in list {
                     line.push(' ');
-                    line.push_str(&shlex::try_quote(&substitute(a, vars)).map_err(|e| SpawnError::Prepare(e.to_string()))?);
+                    line.push_str(
+                        &shlex::try_quote(&substitute(a, vars))
+                            .map_err(|e| SpawnError::Prepare(e.to_string()))?,
+                    );
                 }
             }
             None => {}
@@ -268,8 +275,9 @@ pub fn build_argv(spec: &WatcherSpec, vars: &Vars<'_>) -> Result<Vec<String>, Sp
         }
         return Ok(argv);
     }
-    let mut argv = shlex::split(&cmd)
-        .ok_or_else(|| SpawnError::Prepare(format!("cannot split command line {cmd:?} (unbalanced quotes)")))?;
+    let mut argv = shlex::split(&cmd).ok_or_else(|| {
+        SpawnError::Prepare(format!("cannot split command line {cmd:?} (unbalanced quotes)"))
+    })?;
     match &spec.args {
         Some(Args::Line(a)) => argv.extend(
             shlex::split(&substitute(a, vars))
@@ -339,7 +347,9 @@ fn resolve_ids(spec: &WatcherSpec) -> Result<Ids, SpawnError> {
                 .gid
                 .as_raw(),
         ),
-        None => user.as_ref().and_then(|(_, u)| u.as_ref().map(|u| u.gid.as_raw())),
+        None => user
+            .as_ref()
+            .and_then(|(_, u)| u.as_ref().map(|u| u.gid.as_raw())),
     };
     let root = nix::unistd::geteuid().is_root();
     let groups = match (&user, gid) {
@@ -354,7 +364,11 @@ fn resolve_ids(spec: &WatcherSpec) -> Result<Ids, SpawnError> {
         (_, Some(g)) if root => Some(vec![g]),
         _ => None,
     };
-    Ok(Ids { uid: user.map(|(u, _)| u), gid, groups })
+    Ok(Ids {
+        uid: user.map(|(u, _)| u),
+        gid,
+        groups,
+    })
 }
 
 fn rlimits(spec: &WatcherSpec) -> Vec<(i32, libc::rlimit)> {
@@ -371,7 +385,13 @@ fn rlimits(spec: &WatcherSpec) -> Vec<(i32, libc::rlimit)> {
                 }
                 None => libc::RLIM_INFINITY,
             };
-            (l.resource, libc::rlimit { rlim_cur: v, rlim_max: v })
+            (
+                l.resource,
+                libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                },
+            )
         })
         .collect()
 }
@@ -382,7 +402,10 @@ fn pipe_high(min_fd: RawFd) -> Result<(OwnedFd, OwnedFd), SpawnError> {
     // SAFETY: fcntl on a valid fd; the result is a new fd we own.
     let hw = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min_fd) };
     if hw < 0 {
-        return Err(SpawnError::Prepare(format!("fcntl: {}", io::Error::last_os_error())));
+        return Err(SpawnError::Prepare(format!(
+            "fcntl: {}",
+            io::Error::last_os_error()
+        )));
     }
     // SAFETY: hw is a fresh fd returned by fcntl.
     Ok((r, unsafe { OwnedFd::from_raw_fd(hw) }))
@@ -421,7 +444,11 @@ pub fn spawn(
         env.remove(OsStr::new("LISTEN_PID"));
     }
     let prog = spec.executable.clone().unwrap_or_else(|| argv[0].clone());
-    let program = resolve_program(&prog, env.get(OsStr::new("PATH")).map(|s| s.as_os_str()), spec.working_dir.as_deref())?;
+    let program = resolve_program(
+        &prog,
+        env.get(OsStr::new("PATH")).map(|s| s.as_os_str()),
+        spec.working_dir.as_deref(),
+    )?;
 
     let mut env_bufs: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 1);
     for (k, v) in &env {
@@ -429,7 +456,9 @@ pub fn spawn(
         b.push(b'=');
         b.extend_from_slice(v.as_bytes());
         if b.contains(&0) {
-            return Err(SpawnError::Prepare(format!("environment variable {k:?} contains a NUL byte")));
+            return Err(SpawnError::Prepare(format!(
+                "environment variable {k:?} contains a NUL byte"
+            )));
         }
         b.push(0);
         env_bufs.push(b);
@@ -493,14 +522,20 @@ pub fn spawn(
         Output::Pipe => Stdio::piped(),
     };
     let mut cmd = Command::new(&program);
-    cmd.stdin(if spec.close_child_stdin { Stdio::null() } else { Stdio::inherit() })
-        .stdout(stdio(stdout))
-        .stderr(stdio(stderr));
+    cmd.stdin(if spec.close_child_stdin {
+        Stdio::null()
+    } else {
+        Stdio::inherit()
+    })
+    .stdout(stdio(stdout))
+    .stderr(stdio(stderr));
     // SAFETY: the closure only makes async-signal-safe calls (see Prepared::exec).
     unsafe {
         cmd.pre_exec(move || prepared.exec());
     }
-    let mut child = Reaper::global().spawn(&mut cmd, owner).map_err(SpawnError::Fork)?;
+    let mut child = Reaper::global()
+        .spawn(&mut cmd, owner)
+        .map_err(SpawnError::Fork)?;
     drop(cmd);
     drop(err_w);
     let pid = child.id() as i32;
@@ -527,7 +562,12 @@ pub fn spawn(
             err: io::Error::from_raw_os_error(errno),
         });
     }
-    Ok(Spawned { pid, stdout: out, stderr: err, argv })
+    Ok(Spawned {
+        pid,
+        stdout: out,
+        stderr: err,
+        argv,
+    })
 }
 
 #[cfg(test)]

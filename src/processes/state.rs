@@ -64,10 +64,16 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Event {
     Start,
-    Spawned { pid: i32 },
+    Spawned {
+        pid: i32,
+    },
     SpawnFailed,
     /// The leader was reaped; `group_alive` tells whether others remain in its group.
-    Exited { pid: i32, uptime: Duration, group_alive: bool },
+    Exited {
+        pid: i32,
+        uptime: Duration,
+        group_alive: bool,
+    },
     RetryDue,
     Stop,
     Kill,
@@ -80,16 +86,22 @@ pub enum Event {
 pub enum Action {
     Spawn,
     /// Wait before spawning again; `failures` is the consecutive quick-failure count (≥ 1).
-    Backoff { failures: u32 },
+    Backoff {
+        failures: u32,
+    },
     SignalGroup(Signum),
     KillGroup,
     ArmGraceTimer,
     CancelTimers,
-    WatchGroup { pgid: i32 },
+    WatchGroup {
+        pgid: i32,
+    },
     /// The slot is down and nothing more will happen until told.
     Stopped,
     /// The restart policy gave up.
-    Failed { failures: u32 },
+    Failed {
+        failures: u32,
+    },
 }
 
 /// What the state machine needs to know about its watcher's policy.
@@ -114,7 +126,12 @@ pub struct Lifecycle {
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Lifecycle { state: State::Idle, failures: 0, respawn_after_stop: false, pending: None }
+        Lifecycle {
+            state: State::Idle,
+            failures: 0,
+            respawn_after_stop: false,
+            pending: None,
+        }
     }
 }
 
@@ -150,7 +167,12 @@ impl Lifecycle {
                 vec![]
             }
 
-            (S::Running { pid }, Event::Exited { pid: dead, uptime, .. }) if pid == dead => {
+            (
+                S::Running { pid },
+                Event::Exited {
+                    pid: dead, uptime, ..
+                },
+            ) if pid == dead => {
                 let mut acts = vec![A::KillGroup, A::CancelTimers];
                 if !p.respawn {
                     self.state = S::Stopped;
@@ -202,7 +224,14 @@ impl Lifecycle {
                 vec![A::KillGroup]
             }
             (S::Stopping { .. } | S::Draining { .. }, Event::GraceExpired) => vec![A::KillGroup],
-            (S::Stopping { pid }, Event::Exited { pid: dead, group_alive, .. }) if pid == dead => {
+            (
+                S::Stopping { pid },
+                Event::Exited {
+                    pid: dead,
+                    group_alive,
+                    ..
+                },
+            ) if pid == dead => {
                 if group_alive {
                     self.state = S::Draining { pgid: pid };
                     vec![A::WatchGroup { pgid: pid }]
@@ -231,10 +260,14 @@ impl Lifecycle {
         self.failures = self.failures.saturating_add(1);
         if p.max_retry >= 0 && i64::from(self.failures) >= p.max_retry.max(1) {
             self.state = State::Failed;
-            vec![Action::Failed { failures: self.failures }]
+            vec![Action::Failed {
+                failures: self.failures,
+            }]
         } else {
             self.state = State::Backoff;
-            vec![Action::Backoff { failures: self.failures }]
+            vec![Action::Backoff {
+                failures: self.failures,
+            }]
         }
     }
 }
@@ -254,7 +287,12 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        Policy { respawn: true, min_uptime: Duration::from_secs(1), max_retry: 3, stop_signal: Signum::TERM }
+        Policy {
+            respawn: true,
+            min_uptime: Duration::from_secs(1),
+            max_retry: 3,
+            stop_signal: Signum::TERM,
+        }
     }
 
     fn running(l: &mut Lifecycle, pid: i32) {
@@ -266,7 +304,14 @@ mod tests {
     fn long_lived_exit_respawns_at_once() {
         let mut l = Lifecycle::default();
         running(&mut l, 10);
-        let a = l.step(Event::Exited { pid: 10, uptime: Duration::from_secs(5), group_alive: false }, &policy());
+        let a = l.step(
+            Event::Exited {
+                pid: 10,
+                uptime: Duration::from_secs(5),
+                group_alive: false,
+            },
+            &policy(),
+        );
         assert_eq!(a, vec![Action::KillGroup, Action::CancelTimers, Action::Spawn]);
         assert_eq!(l.state, State::Spawning);
     }
@@ -276,7 +321,11 @@ mod tests {
         let mut l = Lifecycle::default();
         let p = policy();
         running(&mut l, 10);
-        let quick = |pid| Event::Exited { pid, uptime: Duration::from_millis(10), group_alive: false };
+        let quick = |pid| Event::Exited {
+            pid,
+            uptime: Duration::from_millis(10),
+            group_alive: false,
+        };
         assert!(l.step(quick(10), &p).contains(&Action::Backoff { failures: 1 }));
         assert_eq!(l.step(Event::RetryDue, &p), vec![Action::Spawn]);
         l.step(Event::SpawnFailed, &p);
@@ -292,11 +341,24 @@ mod tests {
         let mut l = Lifecycle::default();
         let p = policy();
         running(&mut l, 10);
-        assert_eq!(l.step(Event::Stop, &p), vec![Action::SignalGroup(Signum::TERM), Action::ArmGraceTimer]);
+        assert_eq!(
+            l.step(Event::Stop, &p),
+            vec![Action::SignalGroup(Signum::TERM), Action::ArmGraceTimer]
+        );
         assert_eq!(l.step(Event::GraceExpired, &p), vec![Action::KillGroup]);
-        let a = l.step(Event::Exited { pid: 10, uptime: Duration::ZERO, group_alive: true }, &p);
+        let a = l.step(
+            Event::Exited {
+                pid: 10,
+                uptime: Duration::ZERO,
+                group_alive: true,
+            },
+            &p,
+        );
         assert_eq!(a, vec![Action::WatchGroup { pgid: 10 }]);
-        assert_eq!(l.step(Event::GroupEmpty, &p), vec![Action::CancelTimers, Action::Stopped]);
+        assert_eq!(
+            l.step(Event::GroupEmpty, &p),
+            vec![Action::CancelTimers, Action::Stopped]
+        );
         assert_eq!(l.state, State::Stopped);
     }
 
@@ -306,16 +368,33 @@ mod tests {
         let p = policy();
         running(&mut l, 10);
         l.step(Event::MaxAge, &p);
-        let a = l.step(Event::Exited { pid: 10, uptime: Duration::ZERO, group_alive: false }, &p);
+        let a = l.step(
+            Event::Exited {
+                pid: 10,
+                uptime: Duration::ZERO,
+                group_alive: false,
+            },
+            &p,
+        );
         assert_eq!(a, vec![Action::CancelTimers, Action::Spawn]);
     }
 
     #[test]
     fn no_respawn_stops() {
         let mut l = Lifecycle::default();
-        let p = Policy { respawn: false, ..policy() };
+        let p = Policy {
+            respawn: false,
+            ..policy()
+        };
         running(&mut l, 10);
-        let a = l.step(Event::Exited { pid: 10, uptime: Duration::from_secs(9), group_alive: false }, &p);
+        let a = l.step(
+            Event::Exited {
+                pid: 10,
+                uptime: Duration::from_secs(9),
+                group_alive: false,
+            },
+            &p,
+        );
         assert!(a.contains(&Action::Stopped));
     }
 
@@ -324,14 +403,26 @@ mod tests {
         let mut l = Lifecycle::default();
         let p = policy();
         running(&mut l, 10);
-        assert!(l.step(Event::Exited { pid: 99, uptime: Duration::ZERO, group_alive: false }, &p).is_empty());
+        assert!(l
+            .step(
+                Event::Exited {
+                    pid: 99,
+                    uptime: Duration::ZERO,
+                    group_alive: false
+                },
+                &p
+            )
+            .is_empty());
         assert!(l.step(Event::GraceExpired, &p).is_empty());
         assert!(l.step(Event::RetryDue, &p).is_empty());
     }
 
     #[test]
     fn backoff_grows_and_caps() {
-        let r = crate::config::RestartPolicy { jitter: 0.0, ..Default::default() };
+        let r = crate::config::RestartPolicy {
+            jitter: 0.0,
+            ..Default::default()
+        };
         assert_eq!(backoff_delay(&r, 1, 0.5), Duration::from_millis(100));
         assert_eq!(backoff_delay(&r, 3, 0.5), Duration::from_millis(400));
         assert_eq!(backoff_delay(&r, 40, 0.5), Duration::from_secs(30));

@@ -18,7 +18,11 @@ impl Vars<'_> {
     fn lookup(&self, key: &str) -> Option<String> {
         let k = key.to_ascii_lowercase();
         if let Some(s) = k.strip_prefix("sockets.") {
-            return self.sockets.iter().find(|(n, _)| n == s).map(|(_, fd)| fd.to_string());
+            return self
+                .sockets
+                .iter()
+                .find(|(n, _)| n == s)
+                .map(|(_, fd)| fd.to_string());
         }
         if let Some(e) = k.strip_prefix("env.") {
             return self
@@ -67,12 +71,15 @@ pub fn substitute(text: &str, vars: &Vars<'_>) -> String {
             None
         };
         let replaced = prefix_len.and_then(|pl| {
-            let key_len = inner[pl..].find(|c: char| !key_char(c)).unwrap_or(inner.len() - pl);
+            let key_len = inner[pl..]
+                .find(|c: char| !key_char(c))
+                .unwrap_or(inner.len() - pl);
             let key = &inner[pl..pl + key_len];
             if !inner[pl + key_len..].starts_with(close) {
                 return None;
             }
-            vars.lookup(key).map(|v| (v, open.len() + pl + key_len + close.len()))
+            vars.lookup(key)
+                .map(|v| (v, open.len() + pl + key_len + close.len()))
         });
         match replaced {
             Some((value, used)) => {
@@ -97,7 +104,14 @@ mod tests {
     fn both_forms_and_alias() {
         let env: BTreeMap<String, String> = [("FOO".to_string(), "bar".to_string())].into();
         let socks = vec![("web".to_string(), 3)];
-        let v = Vars { wid: 2, name: "w", numprocesses: 4, sockets: &socks, env: &env, working_dir: None };
+        let v = Vars {
+            wid: 2,
+            name: "w",
+            numprocesses: 4,
+            sockets: &socks,
+            env: &env,
+            working_dir: None,
+        };
         assert_eq!(
             substitute("x --fd $(circus.sockets.web) ((circus.wid)) $(RINGMASTER.ENV.foo) $(circus.nope) $HOME ((x))", &v),
             "x --fd 3 2 bar $(circus.nope) $HOME ((x))"

@@ -77,7 +77,9 @@ static REAPER: OnceLock<Reaper> = OnceLock::new();
 
 impl Reaper {
     pub fn global() -> &'static Reaper {
-        REAPER.get_or_init(|| Reaper { registry: Mutex::new(Registry::default()) })
+        REAPER.get_or_init(|| Reaper {
+            registry: Mutex::new(Registry::default()),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -184,7 +186,9 @@ pub fn become_subreaper() {
 /// Pids of our direct children, from /proc (used at exit to leave nothing behind).
 pub fn direct_children() -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
             out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));

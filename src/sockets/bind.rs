@@ -59,12 +59,9 @@ pub fn bind(spec: &SocketSpec) -> Result<BoundSocket> {
             if spec.nodelay && spec.socktype == SockType::Stream {
                 s.set_tcp_nodelay(true).context("TCP_NODELAY")?;
             }
-            s.bind(&SockAddr::from(addr)).with_context(|| format!("cannot bind {addr}"))?;
-            let bound = s
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .unwrap_or(addr);
+            s.bind(&SockAddr::from(addr))
+                .with_context(|| format!("cannot bind {addr}"))?;
+            let bound = s.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
             (s, bound.to_string(), Some(bound.port()), None)
         }
         SocketAddrSpec::Unix { path, umask, replace } => {
@@ -98,5 +95,11 @@ pub fn bind(spec: &SocketSpec) -> Result<BoundSocket> {
     socket.set_nonblocking(!spec.blocking).context("O_NONBLOCK")?;
     let fd: OwnedFd = socket.into();
     tracing::debug!(socket = %spec.name, fd = fd.as_raw_fd(), address = %local, "socket bound");
-    Ok(BoundSocket { spec: spec.clone(), fd: Arc::new(fd), local, port, created_path })
+    Ok(BoundSocket {
+        spec: spec.clone(),
+        fd: Arc::new(fd),
+        local,
+        port,
+        created_path,
+    })
 }

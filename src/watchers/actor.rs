@@ -1,7 +1,9 @@
 use crate::config::{Signum, WatcherSpec};
 use crate::events::Events;
 use crate::processes::spawn::InheritedSocket;
-use crate::processes::{GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot};
+use crate::processes::{
+    GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot,
+};
 use crate::sockets::SocketInfo;
 use actix::prelude::*;
 use futures::future::join_all;
@@ -56,7 +58,10 @@ impl WatcherActor {
             .sockets
             .iter()
             .filter_map(|n| sockets.iter().find(|s| &s.name == n))
-            .map(|s| InheritedSocket { name: s.name.clone(), fd: s.raw_fd })
+            .map(|s| InheritedSocket {
+                name: s.name.clone(),
+                fd: s.raw_fd,
+            })
             .collect();
         let fds = spec
             .sockets
@@ -91,8 +96,20 @@ impl WatcherActor {
     }
 
     fn add_slot(&mut self, wid: u32, ctx: &mut Context<Self>) -> Addr<ProcessActor> {
-        let addr = ProcessActor::new(wid, self.spec.clone(), self.sockets.clone(), ctx.address().recipient()).start();
-        self.slots.insert(wid, Slot { addr: addr.clone(), pid: None });
+        let addr = ProcessActor::new(
+            wid,
+            self.spec.clone(),
+            self.sockets.clone(),
+            ctx.address().recipient(),
+        )
+        .start();
+        self.slots.insert(
+            wid,
+            Slot {
+                addr: addr.clone(),
+                pid: None,
+            },
+        );
         addr
     }
 
@@ -121,7 +138,12 @@ impl WatcherActor {
 
     /// Stops and removes slots above numprocesses.
     fn scale_down(&mut self, ctx: &mut Context<Self>) {
-        let extra: Vec<u32> = self.slots.keys().copied().filter(|w| *w > self.numprocesses).collect();
+        let extra: Vec<u32> = self
+            .slots
+            .keys()
+            .copied()
+            .filter(|w| *w > self.numprocesses)
+            .collect();
         for wid in extra {
             if let Some(slot) = self.slots.remove(&wid) {
                 let addr = slot.addr;
@@ -144,7 +166,9 @@ impl WatcherActor {
 }
 
 pub fn now_f64() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Actor for WatcherActor {
@@ -258,12 +282,18 @@ impl Handler<SignalWatcher> for WatcherActor {
         let name = self.spec.name.clone();
         Box::pin(async move {
             if missing {
-                return Err(format!("process {} not found in '{name}'", m.pid.unwrap_or_default()));
+                return Err(format!(
+                    "process {} not found in '{name}'",
+                    m.pid.unwrap_or_default()
+                ));
             }
             for t in targets {
-                t.send(SignalSlot { signal: m.signal, group: m.group })
-                    .await
-                    .map_err(|e| e.to_string())??;
+                t.send(SignalSlot {
+                    signal: m.signal,
+                    group: m.group,
+                })
+                .await
+                .map_err(|e| e.to_string())??;
             }
             Ok(())
         })
@@ -296,7 +326,10 @@ impl Handler<GetStatus> for WatcherActor {
         };
         Box::pin(async move {
             let infos = join_all(addrs.iter().map(|a| a.send(GetProcInfo))).await;
-            WatcherStatus { processes: infos.into_iter().filter_map(Result::ok).collect(), ..base }
+            WatcherStatus {
+                processes: infos.into_iter().filter_map(Result::ok).collect(),
+                ..base
+            }
         })
     }
 }
@@ -329,16 +362,25 @@ impl Handler<SlotReport> for WatcherActor {
                         s.pid = None;
                     }
                 }
-                self.publish("reap", json!({"process_pid": pid, "wid": wid, "exit_code": status.circus_code()}));
+                self.publish(
+                    "reap",
+                    json!({"process_pid": pid, "wid": wid, "exit_code": status.circus_code()}),
+                );
             }
             SlotEvent::Killed { pid, signal } => {
-                self.publish("kill", json!({"process_pid": pid, "wid": wid, "signal": signal.0}));
+                self.publish(
+                    "kill",
+                    json!({"process_pid": pid, "wid": wid, "signal": signal.0}),
+                );
             }
             SlotEvent::SpawnFailed { reason } => {
                 self.publish("spawn_failed", json!({"wid": wid, "reason": reason}));
             }
             SlotEvent::Backoff { delay, failures } => {
-                self.publish("backoff", json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}));
+                self.publish(
+                    "backoff",
+                    json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
+                );
             }
             SlotEvent::Failed { failures } => {
                 if self.state != WatcherState::Failed {
