@@ -44,9 +44,24 @@ pub struct SlotReport {
     pub event: SlotEvent,
 }
 
+/// Start the slot; answers with the pid once the first spawn attempt is done.
+#[derive(Message)]
+#[rtype(result = "Option<i32>")]
+pub struct StartSlot;
+
+/// Replace the process gracefully (kill/reload/max_age), optionally with
+/// another signal and timeout; answers with the new pid once spawned.
+#[derive(Message)]
+#[rtype(result = "Option<i32>")]
+pub struct ReplaceSlot {
+    pub signal: Option<Signum>,
+    pub timeout: Option<Duration>,
+}
+
+/// Use a new spec for the next spawns.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StartSlot;
+pub struct UpdateSlotSpec(pub Arc<WatcherSpec>);
 
 /// Stop gracefully; resolves once the process and its whole group are gone.
 #[derive(Message)]
@@ -94,6 +109,9 @@ pub struct ProcessActor {
     grace_timer: Option<SpawnHandle>,
     age_timer: Option<SpawnHandle>,
     stop_waiters: Vec<oneshot::Sender<()>>,
+    spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
+    /// Signal and timeout for the stop in progress, when a command chose them.
+    stop_override: Option<(Option<Signum>, Option<Duration>)>,
 }
 
 impl ProcessActor {
@@ -117,6 +135,8 @@ impl ProcessActor {
             grace_timer: None,
             age_timer: None,
             stop_waiters: Vec::new(),
+            spawn_waiters: Vec::new(),
+            stop_override: None,
         }
     }
 
@@ -125,7 +145,10 @@ impl ProcessActor {
             respawn: self.spec.respawn,
             min_uptime: self.spec.restart.min_uptime,
             max_retry: self.spec.restart.max_retry,
-            stop_signal: self.spec.stop_signal,
+            stop_signal: self
+                .stop_override
+                .and_then(|o| o.0)
+                .unwrap_or(self.spec.stop_signal),
         }
     }
 
@@ -159,7 +182,10 @@ impl ProcessActor {
         let name = &self.spec.name;
         let wid = self.wid;
         match a {
-            Action::Spawn => return Some(self.spawn(ctx)),
+            Action::Spawn => {
+                self.stop_override = None;
+                return Some(self.spawn(ctx));
+            }
             Action::Backoff { failures } => {
                 let delay = backoff_delay(&self.spec.restart, failures, fastrand::f64());
                 tracing::warn!(watcher = %name, wid, failures, delay_ms = delay.as_millis() as u64, "process failed quickly; backing off");
@@ -192,7 +218,10 @@ impl ProcessActor {
                 }
             }
             Action::ArmGraceTimer => {
-                let t = self.spec.graceful_timeout;
+                let t = self
+                    .stop_override
+                    .and_then(|o| o.1)
+                    .unwrap_or(self.spec.graceful_timeout);
                 self.grace_timer = Some(ctx.run_later(t, |act, ctx| {
                     act.grace_timer = None;
                     tracing::warn!(watcher = %act.spec.name, wid = act.wid, "graceful_timeout expired");
@@ -216,6 +245,10 @@ impl ProcessActor {
             }
             Action::Stopped => {
                 self.started_at = None;
+                self.stop_override = None;
+                for w in self.spawn_waiters.drain(..) {
+                    let _ = w.send(None);
+                }
                 for w in self.stop_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -226,6 +259,9 @@ impl ProcessActor {
                 self.started_at = None;
                 for w in self.stop_waiters.drain(..) {
                     let _ = w.send(());
+                }
+                for w in self.spawn_waiters.drain(..) {
+                    let _ = w.send(None);
                 }
                 self.report(SlotEvent::Failed { failures });
             }
@@ -259,8 +295,11 @@ impl ProcessActor {
                     self.age_timer = Some(ctx.run_later(age, |act, ctx| {
                         act.age_timer = None;
                         tracing::info!(watcher = %act.spec.name, wid = act.wid, "max_age reached; replacing process");
-                        act.feed(Event::MaxAge, ctx);
+                        act.feed(Event::Replace, ctx);
                     }));
+                }
+                for w in self.spawn_waiters.drain(..) {
+                    let _ = w.send(Some(sp.pid));
                 }
                 Event::Spawned { pid: sp.pid }
             }
@@ -301,9 +340,39 @@ impl Actor for ProcessActor {
 }
 
 impl Handler<StartSlot> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, _: StartSlot, ctx: &mut Self::Context) {
+    type Result = ResponseFuture<Option<i32>>;
+    fn handle(&mut self, _: StartSlot, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.spawn_waiters.push(tx);
         self.feed(Event::Start, ctx);
+        if let Some(pid) = self.life.state.pid() {
+            // Already running: nothing was spawned.
+            for w in self.spawn_waiters.drain(..) {
+                let _ = w.send(Some(pid));
+            }
+        }
+        Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Handler<ReplaceSlot> for ProcessActor {
+    type Result = ResponseFuture<Option<i32>>;
+    fn handle(&mut self, m: ReplaceSlot, ctx: &mut Self::Context) -> Self::Result {
+        if self.life.state.pid().is_none() {
+            return Box::pin(async { None });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.spawn_waiters.push(tx);
+        self.stop_override = Some((m.signal, m.timeout));
+        self.feed(Event::Replace, ctx);
+        Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Handler<UpdateSlotSpec> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, m: UpdateSlotSpec, _: &mut Self::Context) {
+        self.spec = m.0;
     }
 }
 

@@ -8,5 +8,6 @@ pub mod state;
 pub mod substitute;
 
 pub use actor::{
-    GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot,
+    GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
+    StopSlot, UpdateSlotSpec,
 };

@@ -5,7 +5,7 @@
 //! actor in `actor.rs` performs the actions and feeds results back as events.
 //! Nothing here touches the OS, so every transition is unit-tested.
 //!
-//! | state \ event | Start | Spawned | SpawnFailed | Exited | RetryDue | Stop | Kill | GraceExpired | GroupEmpty | MaxAge |
+//! | state \ event | Start | Spawned | SpawnFailed | Exited | RetryDue | Stop | Kill | GraceExpired | GroupEmpty | Replace |
 //! |---|---|---|---|---|---|---|---|---|---|---|
 //! | Idle/Stopped/Failed | spawn → Spawning | – | – | – | – | report stopped | report stopped | – | – | – |
 //! | Spawning | – | → Running | failure¹ | – | – | (stop after spawn) | (kill after spawn) | – | – | – |
@@ -79,7 +79,8 @@ pub enum Event {
     Kill,
     GraceExpired,
     GroupEmpty,
-    MaxAge,
+    /// Replace the process gracefully (max_age, kill, reload): stop it, then spawn again.
+    Replace,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +192,7 @@ impl Lifecycle {
                 self.state = S::Stopping { pid };
                 vec![A::SignalGroup(p.stop_signal), A::ArmGraceTimer]
             }
-            (S::Running { pid }, Event::MaxAge) => {
+            (S::Running { pid }, Event::Replace) => {
                 self.respawn_after_stop = true;
                 self.state = S::Stopping { pid };
                 vec![A::SignalGroup(p.stop_signal), A::ArmGraceTimer]
@@ -367,7 +368,7 @@ mod tests {
         let mut l = Lifecycle::default();
         let p = policy();
         running(&mut l, 10);
-        l.step(Event::MaxAge, &p);
+        l.step(Event::Replace, &p);
         let a = l.step(
             Event::Exited {
                 pid: 10,

@@ -2,7 +2,8 @@ use crate::config::{Signum, WatcherSpec};
 use crate::events::Events;
 use crate::processes::spawn::InheritedSocket;
 use crate::processes::{
-    GetProcInfo, KillSlot, ProcInfo, ProcessActor, SignalSlot, SlotEvent, SlotReport, StartSlot, StopSlot,
+    GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
+    StopSlot,
 };
 use crate::sockets::SocketInfo;
 use actix::prelude::*;
@@ -181,49 +182,242 @@ impl Actor for WatcherActor {
     }
 }
 
-/// Start the watcher's processes (also leaves `failed`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StartWatcher;
-
-impl Handler<StartWatcher> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, _: StartWatcher, ctx: &mut Self::Context) {
-        if matches!(self.state, WatcherState::Active | WatcherState::Starting) {
-            self.scale_up(ctx);
-            return;
-        }
-        self.generation += 1;
-        self.set_state(WatcherState::Starting);
-        // Slots left from a failed run start over with a fresh count.
-        for s in self.slots.values() {
-            s.addr.do_send(StartSlot);
-        }
-        self.scale_up(ctx);
-        self.set_state(WatcherState::Active);
-        self.publish("start", json!({}));
-    }
+/// Pids started and kept by a start/restart (Circus's `info`).
+#[derive(Debug, Clone, Default)]
+pub struct StartInfo {
+    pub started: Vec<i32>,
+    pub kept: Vec<i32>,
+    pub stopped: Vec<i32>,
 }
 
-/// Stop every process gracefully; resolves when all are gone.
+/// Start the watcher's processes (also leaves `failed`). Resolves once every
+/// slot made its first spawn attempt, `warmup_delay` apart.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopWatcher;
+#[rtype(result = "StartInfo")]
+pub struct StartWatcher;
 
-impl Handler<StopWatcher> for WatcherActor {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: StopWatcher, _: &mut Self::Context) -> Self::Result {
+impl WatcherActor {
+    fn start_future(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, StartInfo> {
+        let was_running = matches!(self.state, WatcherState::Active | WatcherState::Starting);
+        let kept: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
+        if !was_running {
+            self.generation += 1;
+            self.set_state(WatcherState::Starting);
+        }
+        let gen = self.generation;
+        for wid in 1..=self.numprocesses {
+            if !self.slots.contains_key(&wid) {
+                self.add_slot(wid, ctx);
+            }
+        }
+        let to_start: Vec<Addr<ProcessActor>> = self
+            .slots
+            .iter()
+            .filter(|(wid, s)| **wid <= self.numprocesses && s.pid.is_none())
+            .map(|(_, s)| s.addr.clone())
+            .collect();
+        let warmup = self.spec.warmup_delay;
+        let fut = async move {
+            let mut started = Vec::new();
+            for (i, addr) in to_start.iter().enumerate() {
+                if i > 0 && !warmup.is_zero() {
+                    actix::clock::sleep(warmup).await;
+                }
+                if let Ok(Some(pid)) = addr.send(StartSlot).await {
+                    started.push(pid);
+                }
+            }
+            started
+        };
+        Box::pin(fut.into_actor(self).map(move |started, act, _| {
+            if act.generation == gen && act.state == WatcherState::Starting {
+                act.set_state(WatcherState::Active);
+                act.publish("start", json!({}));
+            }
+            StartInfo {
+                started,
+                kept,
+                stopped: Vec::new(),
+            }
+        }))
+    }
+
+    fn stop_future(&mut self) -> ResponseActFuture<Self, Vec<i32>> {
         self.generation += 1;
         if self.state != WatcherState::Failed {
             self.set_state(WatcherState::Stopping);
         }
+        let pids: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
         let fut = self.stop_all();
-        Box::pin(fut.into_actor(self).map(|_, act, _| {
+        Box::pin(fut.into_actor(self).map(move |_, act, _| {
             if act.state != WatcherState::Failed {
                 act.set_state(WatcherState::Stopped);
             }
             act.publish("stop", json!({}));
+            pids
         }))
+    }
+}
+
+impl Handler<StartWatcher> for WatcherActor {
+    type Result = ResponseActFuture<Self, StartInfo>;
+    fn handle(&mut self, _: StartWatcher, ctx: &mut Self::Context) -> Self::Result {
+        self.start_future(ctx)
+    }
+}
+
+/// Stop every process gracefully; resolves with their pids when all are gone.
+#[derive(Message)]
+#[rtype(result = "Vec<i32>")]
+pub struct StopWatcher;
+
+impl Handler<StopWatcher> for WatcherActor {
+    type Result = ResponseActFuture<Self, Vec<i32>>;
+    fn handle(&mut self, _: StopWatcher, _: &mut Self::Context) -> Self::Result {
+        self.stop_future()
+    }
+}
+
+/// Stop then start.
+#[derive(Message)]
+#[rtype(result = "StartInfo")]
+pub struct RestartWatcher;
+
+impl Handler<RestartWatcher> for WatcherActor {
+    type Result = ResponseActFuture<Self, StartInfo>;
+    fn handle(&mut self, _: RestartWatcher, _: &mut Self::Context) -> Self::Result {
+        let stop = self.stop_future();
+        Box::pin(stop.then(|stopped, act, ctx| {
+            act.start_future(ctx).map(move |mut info, _, _| {
+                info.stopped = stopped;
+                info.kept.clear();
+                info
+            })
+        }))
+    }
+}
+
+/// Replace processes one after the other (graceful reload), or send SIGHUP
+/// to each when the watcher has `send_hup`.
+#[derive(Message)]
+#[rtype(result = "StartInfo")]
+pub struct ReloadWatcher {
+    pub graceful: bool,
+}
+
+impl Handler<ReloadWatcher> for WatcherActor {
+    type Result = ResponseActFuture<Self, StartInfo>;
+    fn handle(&mut self, m: ReloadWatcher, ctx: &mut Self::Context) -> Self::Result {
+        if !m.graceful {
+            return self.handle(RestartWatcher, ctx);
+        }
+        if !matches!(self.state, WatcherState::Active | WatcherState::Starting) {
+            return self.start_future(ctx);
+        }
+        let running: Vec<(Addr<ProcessActor>, i32)> = self
+            .slots
+            .values()
+            .filter_map(|s| s.pid.map(|p| (s.addr.clone(), p)))
+            .collect();
+        if self.spec.send_hup {
+            for (_, pid) in &running {
+                // SAFETY: plain syscall.
+                unsafe { libc::kill(*pid, libc::SIGHUP) };
+            }
+            let kept = running.iter().map(|(_, p)| *p).collect();
+            self.publish("reload", json!({}));
+            return Box::pin(fut::ready(StartInfo {
+                kept,
+                ..Default::default()
+            }));
+        }
+        let warmup = self.spec.warmup_delay;
+        let fut = async move {
+            let mut info = StartInfo::default();
+            for (i, (addr, pid)) in running.iter().enumerate() {
+                if i > 0 && !warmup.is_zero() {
+                    actix::clock::sleep(warmup).await;
+                }
+                info.stopped.push(*pid);
+                if let Ok(Some(new)) = addr
+                    .send(ReplaceSlot {
+                        signal: None,
+                        timeout: None,
+                    })
+                    .await
+                {
+                    info.started.push(new);
+                }
+            }
+            info
+        };
+        Box::pin(fut.into_actor(self).map(|info, act, _| {
+            act.publish("reload", json!({}));
+            info
+        }))
+    }
+}
+
+/// Stop one process (or all) with an optional signal and timeout; the
+/// watcher replaces it if it is running (Circus's `kill`).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i32>, String>")]
+pub struct KillProcesses {
+    pub pid: Option<i32>,
+    pub signal: Option<Signum>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Handler<KillProcesses> for WatcherActor {
+    type Result = ResponseFuture<Result<Vec<i32>, String>>;
+    fn handle(&mut self, m: KillProcesses, _: &mut Self::Context) -> Self::Result {
+        let targets: Vec<(Addr<ProcessActor>, i32)> = self
+            .slots
+            .values()
+            .filter_map(|s| s.pid.map(|p| (s.addr.clone(), p)))
+            .filter(|(_, p)| m.pid.is_none_or(|want| want == *p))
+            .collect();
+        let name = self.spec.name.clone();
+        Box::pin(async move {
+            if let (Some(pid), true) = (m.pid, targets.is_empty()) {
+                return Err(format!("process {pid} not found in '{name}'"));
+            }
+            let pids = targets.iter().map(|(_, p)| *p).collect();
+            join_all(targets.iter().map(|(a, _)| {
+                a.send(ReplaceSlot {
+                    signal: m.signal,
+                    timeout: m.timeout,
+                })
+            }))
+            .await;
+            Ok(pids)
+        })
+    }
+}
+
+/// Use a changed spec: new processes get it; `restart` replaces the running ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateSpec {
+    pub spec: WatcherSpec,
+    pub restart: bool,
+}
+
+impl Handler<UpdateSpec> for WatcherActor {
+    type Result = ();
+    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) {
+        let spec = Arc::new(m.spec);
+        self.spec = spec.clone();
+        for s in self.slots.values() {
+            s.addr.do_send(crate::processes::UpdateSlotSpec(spec.clone()));
+        }
+        self.publish("updated", json!({}));
+        if m.restart && matches!(self.state, WatcherState::Active | WatcherState::Starting) {
+            let f = self.handle(ReloadWatcher { graceful: true }, ctx);
+            ctx.spawn(f.map(|_, _, _| ()));
+        } else if self.numprocesses != spec.numprocesses {
+            self.handle(SetNumProcesses(spec.numprocesses), ctx);
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Daemon {
     pub log: Vec<Value>,
     pub stdout: Arc<Mutex<Vec<u8>>>,
     spawned: Vec<i32>,
+    /// Indexes into `log` already returned by a wait, so each event matches once.
+    consumed: std::collections::HashSet<usize>,
 }
 
 impl Daemon {
@@ -85,6 +87,7 @@ impl Daemon {
             log: Vec::new(),
             stdout: out,
             spawned: Vec::new(),
+            consumed: Default::default(),
         }
     }
 
@@ -104,8 +107,15 @@ impl Daemon {
         }
     }
 
-    /// Waits for the next log event (after those already seen) matching `pred`.
+    /// Waits for a log event matching `pred` that no earlier wait returned
+    /// (events seen while waiting for something else are kept, in order).
     pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        for (i, v) in self.log.iter().enumerate() {
+            if !self.consumed.contains(&i) && pred(v) {
+                self.consumed.insert(i);
+                return v.clone();
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -114,6 +124,7 @@ impl Daemon {
                     self.record(&v);
                     self.log.push(v.clone());
                     if pred(&v) {
+                        self.consumed.insert(self.log.len() - 1);
                         return v;
                     }
                 }
