@@ -1,17 +1,22 @@
 //! The root actor. It owns the socket registry (one [`SocketActor`] per
-//! socket, bound before anything starts) and one [`WatcherActor`] per
-//! watcher, to which it forwards the fds of the sockets each one names.
+//! socket, bound before anything starts) and the watcher registry, and
+//! forwards to each [`WatcherActor`] the fds of the sockets it names.
 //! Start-up runs watchers in priority order; shutdown stops them lowest
-//! priority first, then closes the sockets.
+//! priority first, flushes the control channel, then closes the sockets.
 
-use crate::config::Config;
+use crate::config::{Config, WatcherSpec};
+use crate::control::pubsub::Publisher;
+use crate::control::transport::ControlHandle;
 use crate::events::Events;
 use crate::sockets::{BoundSocket, GetSocketInfo, SocketActor, SocketInfo};
-use crate::watchers::{KillWatcher, StartWatcher, StopWatcher, WatcherActor};
+use crate::watchers::{KillWatcher, ReloadWatcher, StartWatcher, StopWatcher, WatcherActor};
 use actix::prelude::*;
 use futures::future::join_all;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
+#[derive(Clone)]
 pub struct WatcherEntry {
     pub name: String,
     pub priority: i64,
@@ -19,55 +24,82 @@ pub struct WatcherEntry {
     pub addr: Addr<WatcherActor>,
 }
 
+/// Watchers by (lowercase) name, shared by the root actor and the control commands.
+pub type Registry = Rc<RefCell<BTreeMap<String, WatcherEntry>>>;
+
+/// Things the root closes last, in this order, at shutdown.
+#[derive(Default)]
+pub struct Closers {
+    pub control: Option<ControlHandle>,
+    pub publisher: Option<Publisher>,
+    pub on_exit: Vec<Box<dyn FnOnce()>>,
+}
+
 pub struct ArbiterActor {
     config: Config,
     sockets: BTreeMap<String, (Addr<SocketActor>, SocketInfo)>,
-    watchers: Vec<WatcherEntry>,
+    registry: Registry,
     events: Events,
+    closers: Rc<RefCell<Closers>>,
     stopping: bool,
 }
 
+/// Starts the socket actors for already-bound sockets (a bind error stops
+/// start-up before any child runs) and returns their infos.
+pub async fn start_sockets(bound: Vec<BoundSocket>) -> BTreeMap<String, (Addr<SocketActor>, SocketInfo)> {
+    let mut sockets = BTreeMap::new();
+    for b in bound {
+        let name = b.spec.name.clone();
+        let addr = SocketActor::new(b).start();
+        match addr.send(GetSocketInfo).await {
+            Ok(info) => {
+                sockets.insert(name, (addr, info));
+            }
+            Err(e) => tracing::error!(socket = %name, "socket actor unavailable: {e}"),
+        }
+    }
+    sockets
+}
+
+pub fn new_watcher(spec: WatcherSpec, sockets: &[SocketInfo], events: &Events) -> WatcherEntry {
+    WatcherEntry {
+        name: spec.name.to_lowercase(),
+        priority: spec.priority,
+        autostart: spec.autostart,
+        addr: WatcherActor::new(spec, sockets, events.clone()).start(),
+    }
+}
+
 impl ArbiterActor {
-    /// Takes sockets already bound (so a bind error stops start-up before any child runs).
-    pub async fn create(config: Config, bound: Vec<BoundSocket>, events: Events) -> Addr<ArbiterActor> {
-        let mut sockets = BTreeMap::new();
-        for b in bound {
-            let name = b.spec.name.clone();
-            let addr = SocketActor::new(b).start();
-            match addr.send(GetSocketInfo).await {
-                Ok(info) => {
-                    sockets.insert(name, (addr, info));
-                }
-                Err(e) => tracing::error!(socket = %name, "socket actor unavailable: {e}"),
+    pub fn new(
+        config: Config,
+        sockets: BTreeMap<String, (Addr<SocketActor>, SocketInfo)>,
+        registry: Registry,
+        events: Events,
+        closers: Rc<RefCell<Closers>>,
+    ) -> ArbiterActor {
+        let infos: Vec<SocketInfo> = sockets.values().map(|(_, i)| i.clone()).collect();
+        {
+            let mut reg = registry.borrow_mut();
+            for w in &config.watchers {
+                let e = new_watcher(w.clone(), &infos, &events);
+                reg.insert(e.name.clone(), e);
             }
         }
-        let infos: Vec<SocketInfo> = sockets.values().map(|(_, i)| i.clone()).collect();
-        let watchers = config
-            .watchers
-            .iter()
-            .map(|w| WatcherEntry {
-                name: w.name.clone(),
-                priority: w.priority,
-                autostart: w.autostart,
-                addr: WatcherActor::new(w.clone(), &infos, events.clone()).start(),
-            })
-            .collect();
         ArbiterActor {
             config,
             sockets,
-            watchers,
+            registry,
             events,
+            closers,
             stopping: false,
         }
-        .start()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn events(&self) -> &Events {
-        &self.events
+    fn by_priority(&self) -> Vec<WatcherEntry> {
+        let mut v: Vec<WatcherEntry> = self.registry.borrow().values().cloned().collect();
+        v.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        v
     }
 }
 
@@ -78,24 +110,24 @@ impl Actor for ArbiterActor {
         for (name, (_, info)) in &self.sockets {
             tracing::info!(socket = %name, address = %info.local, fd = info.raw_fd, "listening");
         }
-        // watchers are already sorted by priority, highest first.
         let delay = self.config.global.warmup_delay;
-        for (k, w) in self.watchers.iter().filter(|w| w.autostart).enumerate() {
-            let k = k as u32;
+        let watchers = self.by_priority();
+        for (k, w) in watchers.iter().filter(|w| w.autostart).enumerate() {
             let addr = w.addr.clone();
             if delay.is_zero() {
                 addr.do_send(StartWatcher);
             } else {
-                ctx.run_later(delay * k, move |act, _| {
+                ctx.run_later(delay * k as u32, move |act, _| {
                     if !act.stopping {
                         addr.do_send(StartWatcher);
                     }
                 });
             }
         }
-        for w in self.watchers.iter().filter(|w| !w.autostart) {
+        for w in watchers.iter().filter(|w| !w.autostart) {
             tracing::info!(watcher = %w.name, "autostart = false: not started");
         }
+        let _ = &self.events;
     }
 }
 
@@ -111,9 +143,10 @@ impl Handler<Shutdown> for ArbiterActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, m: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let watchers = self.by_priority();
         if m.immediate {
             tracing::warn!("stopping now: killing every process group");
-            for w in &self.watchers {
+            for w in &watchers {
                 w.addr.do_send(KillWatcher);
             }
         }
@@ -124,12 +157,31 @@ impl Handler<Shutdown> for ArbiterActor {
         tracing::info!("stopping all watchers");
         // Lowest priority first; watchers of equal priority stop together.
         let mut groups: BTreeMap<i64, Vec<Addr<WatcherActor>>> = BTreeMap::new();
-        for w in &self.watchers {
+        for w in &watchers {
             groups.entry(w.priority).or_default().push(w.addr.clone());
         }
+        let closers = self.closers.clone();
         let fut = async move {
             for (_, addrs) in groups {
                 join_all(addrs.iter().map(|a| a.send(StopWatcher))).await;
+            }
+            let (control, publisher, on_exit) = {
+                let mut c = closers.borrow_mut();
+                (
+                    c.control.take(),
+                    c.publisher.take(),
+                    std::mem::take(&mut c.on_exit),
+                )
+            };
+            // Replies already produced (e.g. to `quit`) go out before the socket closes.
+            if let Some(c) = control {
+                c.shutdown().await;
+            }
+            if let Some(p) = publisher {
+                p.shutdown().await;
+            }
+            for f in on_exit {
+                f();
             }
         };
         Box::pin(fut.into_actor(self).map(|_, act, _| {
@@ -154,7 +206,7 @@ impl Handler<StopSocket> for SocketActor {
     }
 }
 
-/// SIGHUP: config reload is not implemented yet; say so.
+/// SIGHUP: gracefully reload every watcher, as Circus does.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Hangup;
@@ -162,6 +214,9 @@ pub struct Hangup;
 impl Handler<Hangup> for ArbiterActor {
     type Result = ();
     fn handle(&mut self, _: Hangup, _: &mut Self::Context) {
-        tracing::warn!("SIGHUP received: configuration reload is not implemented yet; ignoring");
+        tracing::info!("SIGHUP received: reloading every watcher");
+        for w in self.by_priority() {
+            w.addr.do_send(ReloadWatcher { graceful: true });
+        }
     }
 }

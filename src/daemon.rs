@@ -1,14 +1,22 @@
 //! `ringmaster run`: load the config, bind the sockets, start the actor tree
 //! and turn signals into messages to the root actor.
 
-use crate::arbiter::{ArbiterActor, Hangup, Shutdown};
+use crate::arbiter::{start_sockets, ArbiterActor, Closers, Hangup, Registry, Shutdown};
 use crate::config::{self, Config, Format};
+use crate::control::context::{Ctx, Globals, Inner};
+use crate::control::pubsub::Publisher;
+use crate::control::transport::{self, ControlServer};
+use crate::control::CommandDispatcher;
 use crate::events::Events;
 use crate::reaper::{self, Reaper};
 use crate::sockets;
+use crate::sockets::SocketInfo;
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -80,9 +88,72 @@ async fn start(cfg: Config) -> Result<()> {
         bound.push(b);
     }
     tracing::info!(config = %cfg.path.display(), pid = std::process::id(), "ringmaster starting");
+
+    let endpoint = cfg
+        .global
+        .endpoint
+        .clone()
+        .unwrap_or_else(transport::default_endpoint);
+    let pubsub_endpoint = cfg
+        .global
+        .pubsub_endpoint
+        .clone()
+        .unwrap_or_else(transport::default_pubsub_endpoint);
+    let server = ControlServer::bind(&endpoint)
+        .await
+        .with_context(|| format!("cannot start: control endpoint {endpoint}"))?;
+    let publisher = Publisher::bind(&pubsub_endpoint)
+        .await
+        .with_context(|| format!("cannot start: pubsub endpoint {pubsub_endpoint}"))?;
+    if let Some(owner) = &cfg.global.endpoint_owner {
+        chown_endpoints(owner, &[&endpoint, &pubsub_endpoint])?;
+    }
     let events = Events::default();
-    let root = ArbiterActor::create(cfg, bound, events).await;
+    let p = publisher.clone();
+    events.set_sink(Arc::new(move |topic, payload| p.publish(topic, &payload)));
+
+    let sockets = start_sockets(bound).await;
+    let infos: Vec<SocketInfo> = sockets.values().map(|(_, i)| i.clone()).collect();
+    let registry = Registry::default();
+    let closers = Rc::new(RefCell::new(Closers::default()));
+    let globals = Globals {
+        endpoint: server.endpoints().first().cloned().unwrap_or(endpoint),
+        pubsub_endpoint: publisher.endpoints().first().cloned().unwrap_or(pubsub_endpoint),
+        stats_endpoint: cfg.global.stats_endpoint.clone(),
+        check_delay: cfg.global.check_delay.map(|d| d.as_secs_f64()),
+    };
+    tracing::info!(endpoint = %globals.endpoint, pubsub = %globals.pubsub_endpoint, "control channel ready");
+    let config = Rc::new(RefCell::new(cfg.clone()));
+    let root = ArbiterActor::new(cfg, sockets, registry.clone(), events.clone(), closers.clone()).start();
+    let ctx = Ctx(Rc::new(Inner {
+        root: root.clone(),
+        registry,
+        sockets: Rc::new(RefCell::new(infos)),
+        globals,
+        events,
+        started: std::time::SystemTime::now(),
+        config,
+    }));
+    let handle = server.run(CommandDispatcher(ctx));
+    {
+        let mut c = closers.borrow_mut();
+        c.control = Some(handle);
+        c.publisher = Some(publisher);
+    }
     install_signals(root)?;
+    Ok(())
+}
+
+fn chown_endpoints(owner: &str, endpoints: &[&str]) -> Result<()> {
+    let user = nix::unistd::User::from_name(owner)
+        .with_context(|| format!("endpoint_owner {owner:?}"))?
+        .with_context(|| format!("endpoint_owner: no such user {owner:?}"))?;
+    for e in endpoints {
+        if let Some(path) = e.strip_prefix("ipc://") {
+            nix::unistd::chown(path, Some(user.uid), None)
+                .with_context(|| format!("cannot chown {path} to {owner}"))?;
+        }
+    }
     Ok(())
 }
 

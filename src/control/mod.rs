@@ -8,6 +8,23 @@
 //! - [`commands`]: one module per command.
 
 pub mod client;
+pub mod commands;
+pub mod context;
 pub mod protocol;
 pub mod pubsub;
 pub mod transport;
+
+use context::Ctx;
+use futures::future::LocalBoxFuture;
+use protocol::{CommandError, Request};
+use serde_json::{Map, Value};
+
+/// Routes each request to its command module.
+#[derive(Clone)]
+pub struct CommandDispatcher(pub Ctx);
+
+impl transport::Dispatcher for CommandDispatcher {
+    fn dispatch(&self, req: Request) -> LocalBoxFuture<'static, Result<Map<String, Value>, CommandError>> {
+        commands::dispatch(self.0.clone(), req)
+    }
+}

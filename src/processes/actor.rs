@@ -58,6 +58,11 @@ pub struct ReplaceSlot {
     pub timeout: Option<Duration>,
 }
 
+/// Forget the process without stopping it (`rm --nostop`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachSlot;
+
 /// Use a new spec for the next spawns.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -112,6 +117,7 @@ pub struct ProcessActor {
     spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
     /// Signal and timeout for the stop in progress, when a command chose them.
     stop_override: Option<(Option<Signum>, Option<Duration>)>,
+    detached: bool,
 }
 
 impl ProcessActor {
@@ -137,6 +143,7 @@ impl ProcessActor {
             stop_waiters: Vec::new(),
             spawn_waiters: Vec::new(),
             stop_override: None,
+            detached: false,
         }
     }
 
@@ -332,7 +339,10 @@ impl Actor for ProcessActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        // Never leave a process behind when a slot goes away.
+        // Never leave a process behind when a slot goes away (unless told to forget it).
+        if self.detached {
+            return;
+        }
         if let Some(pgid) = self.pgid() {
             send_group(pgid, Signum::KILL);
         }
@@ -366,6 +376,14 @@ impl Handler<ReplaceSlot> for ProcessActor {
         self.stop_override = Some((m.signal, m.timeout));
         self.feed(Event::Replace, ctx);
         Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Handler<DetachSlot> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, _: DetachSlot, ctx: &mut Self::Context) {
+        self.detached = true;
+        ctx.stop();
     }
 }
 

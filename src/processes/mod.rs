@@ -8,6 +8,6 @@ pub mod state;
 pub mod substitute;
 
 pub use actor::{
-    GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
-    StopSlot, UpdateSlotSpec,
+    DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
+    SlotReport, StartSlot, StopSlot, UpdateSlotSpec,
 };

@@ -421,6 +421,21 @@ impl Handler<UpdateSpec> for WatcherActor {
     }
 }
 
+/// Forget every process without stopping it (`rm --nostop`), then stop the actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget;
+
+impl Handler<Forget> for WatcherActor {
+    type Result = ();
+    fn handle(&mut self, _: Forget, ctx: &mut Self::Context) {
+        for (_, s) in std::mem::take(&mut self.slots) {
+            s.addr.do_send(crate::processes::DetachSlot);
+        }
+        ctx.stop();
+    }
+}
+
 /// SIGKILL every process group at once (second SIGINT).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -1,0 +1,54 @@
+//! `kill`: stop one process (or all) of a watcher with an optional signal and
+//! graceful_timeout; the watcher replaces it.
+use super::util::{mailbox, maybe_wait};
+use super::Reply;
+use crate::config::{Seconds, Signum};
+use crate::control::context::Ctx;
+use crate::control::protocol::{prop_bool, prop_f64, prop_int, prop_required_str, CommandError};
+use crate::watchers::KillProcesses;
+use serde_json::{Map, Value};
+
+pub fn signum(p: &Map<String, Value>, key: &str) -> Result<Option<Signum>, CommandError> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| CommandError::message("signal invalid"))
+            .and_then(|n| Signum::from_number(n).map_err(|_| CommandError::message("signal invalid")))
+            .map(Some),
+        Some(Value::String(s)) => Signum::parse(s)
+            .map(Some)
+            .map_err(|_| CommandError::message("signal invalid")),
+        Some(_) => Err(CommandError::message("signal invalid")),
+    }
+}
+
+pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
+    let name = prop_required_str(&p, "name")?;
+    let pid = prop_int(&p, "pid")?.map(|n| n as i32);
+    let signal = signum(&p, "signum")?;
+    let timeout = match prop_f64(&p, "graceful_timeout")? {
+        Some(t) => Some(Seconds::from_f64(t).map_err(CommandError::message)?.get()),
+        None => None,
+    };
+    let waiting = prop_bool(&p, "waiting")?.unwrap_or(false);
+    let addr = ctx.watcher(&name)?.addr;
+    if let Some(pid) = pid {
+        // Check the pid now so a wrong one is an error even without waiting.
+        let st = super::util::status_of(&addr).await?;
+        if !st.processes.iter().any(|p| p.pid == Some(pid)) {
+            return Err(CommandError::message(format!(
+                "process {pid} not found in '{name}'"
+            )));
+        }
+    }
+    let r = maybe_wait(waiting, async move {
+        addr.send(KillProcesses { pid, signal, timeout }).await
+    })
+    .await;
+    if let Some(r) = r {
+        r.map_err(mailbox)?.map_err(CommandError::message)?;
+    }
+    Ok(Map::new())
+}

@@ -1,0 +1,20 @@
+//! `listsockets`: the daemon's sockets, sorted by fd.
+use super::util::one;
+use super::Reply;
+use crate::control::context::Ctx;
+use serde_json::{json, Map, Value};
+
+pub async fn execute(ctx: Ctx, _: Map<String, Value>) -> Reply {
+    let mut socks = ctx.sockets.borrow().clone();
+    socks.sort_by_key(|s| s.raw_fd);
+    let list: Vec<Value> = socks
+        .iter()
+        .map(|s| match &s.path {
+            Some(path) => json!({"fd": s.raw_fd, "name": s.name, "backlog": s.backlog, "path": path}),
+            None => {
+                json!({"fd": s.raw_fd, "name": s.name, "backlog": s.backlog, "host": s.host, "port": s.port})
+            }
+        })
+        .collect();
+    Ok(one("sockets", json!(list)))
+}

@@ -1,0 +1,141 @@
+//! `set`: change options of a running watcher. Keys and JSON types are
+//! checked as Circus does; changes to what a process is (cmd, env, uid…)
+//! gracefully reload the watcher, numprocesses just scales.
+use super::Reply;
+use crate::config::{Seconds, Signum};
+use crate::control::context::Ctx;
+use crate::control::protocol::{prop_bool, prop_required_str, CommandError};
+use crate::watchers::{SetNumProcesses, UpdateSpec};
+use serde_json::{Map, Value};
+
+fn int(k: &str, v: &Value) -> Result<i64, CommandError> {
+    v.as_i64()
+        .ok_or_else(|| CommandError::message(format!("'{k}' isn't an integer")))
+}
+fn num(k: &str, v: &Value) -> Result<f64, CommandError> {
+    v.as_f64()
+        .ok_or_else(|| CommandError::message(format!("'{k}' isn't a number")))
+}
+fn boolean(k: &str, v: &Value) -> Result<bool, CommandError> {
+    v.as_bool()
+        .ok_or_else(|| CommandError::message(format!("'{k}' isn't a valid boolean")))
+}
+fn string(k: &str, v: &Value) -> Result<String, CommandError> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| CommandError::message(format!("'{k}' isn't a string")))
+}
+fn dur(k: &str, v: &Value) -> Result<std::time::Duration, CommandError> {
+    match v {
+        Value::String(s) => Seconds::parse(s).map(Seconds::get).map_err(CommandError::message),
+        _ => Seconds::from_f64(num(k, v)?)
+            .map(Seconds::get)
+            .map_err(CommandError::message),
+    }
+}
+
+pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
+    let name = prop_required_str(&p, "name")?;
+    let _waiting = prop_bool(&p, "waiting")?;
+    let opts = match p.get("options") {
+        Some(Value::Object(o)) => o.clone(),
+        None => return Err(CommandError::missing_property("options")),
+        Some(_) => return Err(CommandError::message("'options' property should be an object")),
+    };
+    let w = ctx.watcher(&name)?;
+    let mut spec = (*super::util::spec_of(&w.addr).await?).clone();
+    let mut reload = false;
+    let mut numprocesses = None;
+    for (k, v) in &opts {
+        match k.as_str() {
+            "numprocesses" => {
+                let n = int(k, v)?;
+                if n < 0 {
+                    return Err(CommandError::message("'numprocesses' must not be negative"));
+                }
+                if spec.singleton && n > 1 {
+                    return Err(CommandError::message(
+                        "a singleton watcher runs at most one process",
+                    ));
+                }
+                numprocesses = Some(n as u32);
+            }
+            "warmup_delay" => spec.warmup_delay = dur(k, v)?,
+            "graceful_timeout" => spec.graceful_timeout = dur(k, v)?,
+            "max_age" => spec.max_age = dur(k, v)?,
+            "max_age_variance" => spec.max_age_variance = dur(k, v)?,
+            "max_retry" => spec.restart.max_retry = int(k, v)?,
+            "stop_signal" => {
+                spec.stop_signal = match v {
+                    Value::String(s) => Signum::parse(s),
+                    _ => Signum::from_number(int(k, v)? as i32),
+                }
+                .map_err(CommandError::message)?
+            }
+            "respawn" => spec.respawn = boolean(k, v)?,
+            "send_hup" => spec.send_hup = boolean(k, v)?,
+            "stop_children" => {
+                boolean(k, v)?;
+            }
+            "priority" => spec.priority = int(k, v)?,
+            "close_child_stdin" => spec.close_child_stdin = boolean(k, v)?,
+            "close_child_stdout" => spec.close_child_stdout = boolean(k, v)?,
+            "close_child_stderr" => spec.close_child_stderr = boolean(k, v)?,
+            "cmd" => {
+                spec.cmd = string(k, v)?;
+                reload = true;
+            }
+            "args" => {
+                spec.args = Some(match v {
+                    Value::String(s) => crate::config::model::Args::Line(s.clone()),
+                    Value::Array(a) => crate::config::model::Args::List(
+                        a.iter().map(|x| string(k, x)).collect::<Result<_, _>>()?,
+                    ),
+                    _ => return Err(CommandError::message("'args' isn't a string")),
+                });
+                reload = true;
+            }
+            "working_dir" => {
+                spec.working_dir = Some(string(k, v)?.into());
+                reload = true;
+            }
+            "shell" => {
+                spec.shell = boolean(k, v)?;
+                reload = true;
+            }
+            "copy_env" => {
+                spec.copy_env = boolean(k, v)?;
+                reload = true;
+            }
+            "env" => {
+                let o = v
+                    .as_object()
+                    .ok_or_else(|| CommandError::message("'env' isn't a valid object"))?;
+                spec.env = o
+                    .iter()
+                    .map(|(a, b)| Ok((a.clone(), string(a, b)?)))
+                    .collect::<Result<_, CommandError>>()?;
+                reload = true;
+            }
+            "uid" | "gid" | "hooks" | "stdout_stream" | "stderr_stream" | "retry_in" => {
+                return Err(CommandError::message(format!(
+                    "'{k}' cannot be changed at run time yet"
+                )));
+            }
+            other => return Err(CommandError::message(format!("unknown key '{other}'"))),
+        }
+    }
+    if let Some(n) = numprocesses {
+        spec.numprocesses = n;
+    }
+    let changed_other = opts.keys().any(|k| k != "numprocesses");
+    if changed_other {
+        w.addr.do_send(UpdateSpec {
+            spec,
+            restart: reload,
+        });
+    } else if let Some(n) = numprocesses {
+        w.addr.do_send(SetNumProcesses(n));
+    }
+    Ok(Map::new())
+}

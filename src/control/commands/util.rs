@@ -1,0 +1,132 @@
+//! Helpers shared by commands: talking to watcher actors, `waiting`, and
+//! turning a watcher's spec into Circus's option names.
+
+use crate::config::model::{Args, Ident};
+use crate::config::WatcherSpec;
+use crate::control::protocol::CommandError;
+use crate::watchers::{GetSpec, GetStatus, StartInfo, WatcherStatus};
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use std::future::Future;
+use std::sync::Arc;
+
+pub fn mailbox(e: MailboxError) -> CommandError {
+    CommandError::command(format!("watcher unavailable: {e}"))
+}
+
+pub async fn status_of(addr: &Addr<crate::watchers::WatcherActor>) -> Result<WatcherStatus, CommandError> {
+    addr.send(GetStatus).await.map_err(mailbox)
+}
+
+pub async fn spec_of(addr: &Addr<crate::watchers::WatcherActor>) -> Result<Arc<WatcherSpec>, CommandError> {
+    addr.send(GetSpec).await.map_err(mailbox)
+}
+
+/// Runs `fut` and returns its result when `waiting`; otherwise starts it and
+/// returns `None` at once (Circus answers a bare ok).
+pub async fn maybe_wait<T: 'static>(waiting: bool, fut: impl Future<Output = T> + 'static) -> Option<T> {
+    if waiting {
+        Some(fut.await)
+    } else {
+        actix::spawn(async move {
+            fut.await;
+        });
+        None
+    }
+}
+
+pub fn info_json(i: &StartInfo, with_stopped: bool) -> Value {
+    let mut m = Map::new();
+    if with_stopped {
+        m.insert("stopped".into(), json!(i.stopped));
+    }
+    m.insert("started".into(), json!(i.started));
+    m.insert("kept".into(), json!(i.kept));
+    Value::Object(m)
+}
+
+pub fn one(k: &str, v: Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(k.to_string(), v);
+    m
+}
+
+fn ident(i: &Option<Ident>) -> Value {
+    match i {
+        None => Value::Null,
+        Some(Ident::Id(n)) => json!(n),
+        Some(Ident::Name(s)) => json!(s),
+    }
+}
+
+/// A watcher's options under Circus's names (`options` / `get`), sorted.
+pub fn options_of(spec: &WatcherSpec, numprocesses: u32) -> Map<String, Value> {
+    let args = match &spec.args {
+        None => Value::Null,
+        Some(Args::Line(l)) => json!(l),
+        Some(Args::List(l)) => json!(l),
+    };
+    let mut rlimits = Map::new();
+    for l in &spec.rlimits {
+        rlimits.insert(l.name.to_string(), l.value.map_or(Value::Null, |v| json!(v)));
+    }
+    let r = &spec.restart;
+    let mut all: Vec<(&str, Value)> = vec![
+        ("args", args),
+        ("autostart", json!(spec.autostart)),
+        ("close_child_stderr", json!(spec.close_child_stderr)),
+        ("close_child_stdin", json!(spec.close_child_stdin)),
+        ("close_child_stdout", json!(spec.close_child_stdout)),
+        ("cmd", json!(spec.cmd)),
+        ("copy_env", json!(spec.copy_env)),
+        ("copy_path", json!(spec.copy_path)),
+        ("env", json!(spec.env)),
+        ("executable", json!(spec.executable)),
+        ("gid", ident(&spec.gid)),
+        ("graceful_timeout", json!(spec.graceful_timeout.as_secs_f64())),
+        ("max_age", json!(spec.max_age.as_secs_f64())),
+        ("max_age_variance", json!(spec.max_age_variance.as_secs_f64())),
+        ("max_retry", json!(r.max_retry)),
+        ("numprocesses", json!(numprocesses)),
+        ("on_demand", json!(false)),
+        ("priority", json!(spec.priority)),
+        ("respawn", json!(spec.respawn)),
+        (
+            "restart",
+            json!({
+                "min_uptime": r.min_uptime.as_secs_f64(), "initial_delay": r.initial_delay.as_secs_f64(),
+                "max_delay": r.max_delay.as_secs_f64(), "multiplier": r.multiplier, "jitter": r.jitter,
+                "max_retry": r.max_retry,
+            }),
+        ),
+        ("rlimits", Value::Object(rlimits)),
+        ("send_hup", json!(spec.send_hup)),
+        ("shell", json!(spec.shell)),
+        ("shell_args", json!(spec.shell_args)),
+        ("singleton", json!(spec.singleton)),
+        ("sockets", json!(spec.sockets)),
+        (
+            "stderr_stream_conf",
+            spec.stderr_stream.as_ref().map_or(Value::Null, |t| json!(t)),
+        ),
+        (
+            "stdout_stream_conf",
+            spec.stdout_stream.as_ref().map_or(Value::Null, |t| json!(t)),
+        ),
+        ("stop_children", json!(true)),
+        ("stop_signal", json!(spec.stop_signal.0)),
+        ("uid", ident(&spec.uid)),
+        (
+            "umask",
+            spec.umask.map_or(Value::Null, |u| json!(format!("{u:03o}"))),
+        ),
+        ("use_sockets", json!(spec.use_sockets)),
+        ("warmup_delay", json!(spec.warmup_delay.as_secs_f64())),
+        (
+            "working_dir",
+            json!(spec.working_dir.as_ref().map(|p| p.display().to_string())),
+        ),
+    ];
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    all.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}

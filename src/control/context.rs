@@ -1,0 +1,156 @@
+//! What every command can reach: the watcher registry (shared with the root
+//! actor, so commands go straight to the watcher they name — no global lock),
+//! the sockets, the global options and the root actor.
+
+use crate::arbiter::{ArbiterActor, Registry, WatcherEntry};
+use crate::config::Config;
+use crate::control::protocol::CommandError;
+use crate::events::Events;
+use crate::sockets::SocketInfo;
+use actix::Addr;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+#[derive(Clone, Debug, Default)]
+pub struct Globals {
+    pub endpoint: String,
+    pub pubsub_endpoint: String,
+    pub stats_endpoint: Option<String>,
+    pub check_delay: Option<f64>,
+}
+
+pub struct Inner {
+    pub root: Addr<ArbiterActor>,
+    pub registry: Registry,
+    pub sockets: Rc<RefCell<Vec<SocketInfo>>>,
+    pub globals: Globals,
+    pub events: Events,
+    pub started: SystemTime,
+    pub config: Rc<RefCell<Config>>,
+}
+
+#[derive(Clone)]
+pub struct Ctx(pub Rc<Inner>);
+
+impl std::ops::Deref for Ctx {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// How `name` is matched against watcher names (Circus's `match`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    Glob,
+    Regex,
+    Simple,
+}
+
+impl Match {
+    pub fn parse(s: Option<&str>) -> Result<Match, CommandError> {
+        match s.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("glob") => Ok(Match::Glob),
+            Some("regex") => Ok(Match::Regex),
+            Some("simple") => Ok(Match::Simple),
+            Some(other) => Err(CommandError::message(format!("unknown match method {other}"))),
+        }
+    }
+}
+
+impl Ctx {
+    /// The watcher called `name` (case-insensitive), or Circus's "program X not found".
+    pub fn watcher(&self, name: &str) -> Result<WatcherEntry, CommandError> {
+        let key = name.to_lowercase();
+        self.registry
+            .borrow()
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| CommandError::message(format!("program {name} not found")))
+    }
+
+    /// Every watcher, highest priority first.
+    pub fn all(&self) -> Vec<WatcherEntry> {
+        let mut v: Vec<WatcherEntry> = self.registry.borrow().values().cloned().collect();
+        v.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        v
+    }
+
+    /// Watchers whose name matches `pattern`, highest priority first; none is an error.
+    pub fn matching(&self, pattern: &str, how: Match) -> Result<Vec<WatcherEntry>, CommandError> {
+        let p = pattern.to_lowercase();
+        let re = match how {
+            Match::Regex => Some(
+                regex::Regex::new(&format!("^(?:{p})"))
+                    .map_err(|e| CommandError::message(format!("invalid regex {pattern:?}: {e}")))?,
+            ),
+            _ => None,
+        };
+        let found: Vec<WatcherEntry> = self
+            .all()
+            .into_iter()
+            .filter(|w| match how {
+                Match::Simple => w.name == p,
+                Match::Glob => fnmatch(&p, &w.name),
+                Match::Regex => re.as_ref().is_some_and(|r| r.is_match(&w.name)),
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(CommandError::message(format!("program {pattern} not found")));
+        }
+        Ok(found)
+    }
+}
+
+/// Shell-style pattern match: `*`, `?`, `[abc]`, `[!a-z]`.
+pub fn fnmatch(pat: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(end) = p.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
+                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
+                };
+                let Some(&c) = n.first() else { return false };
+                let set = &p[1..end];
+                let (neg, set) = match set.first() {
+                    Some('!') | Some('^') => (true, &set[1..]),
+                    _ => (false, set),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        hit |= set[i] <= c && c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= set[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != neg && go(&p[end + 1..], &n[1..])
+            }
+            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fnmatch;
+
+    #[test]
+    fn globs() {
+        assert!(fnmatch("web*", "web-2"));
+        assert!(fnmatch("w?b", "web"));
+        assert!(fnmatch("[a-c]x", "bx"));
+        assert!(!fnmatch("[!a-c]x", "bx"));
+        assert!(!fnmatch("web", "webs"));
+    }
+}
