@@ -5,6 +5,7 @@
 //! process slot ([`processes`]). One central [`reaper`] collects every exit.
 
 pub mod arbiter;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -1,40 +1,8 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
+use ringmaster::cli::{run_client, Cli, Command};
 use ringmaster::config::plan::Plan;
-use ringmaster::config::Format;
-use ringmaster::daemon::{self, LogFormat};
-use std::path::PathBuf;
+use ringmaster::daemon;
 use std::process::ExitCode;
-
-/// Ringmaster: a process and socket supervisor (the successor to Circus).
-#[derive(Parser)]
-#[command(name = "ringmaster", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon in the foreground until SIGTERM/SIGINT.
-    Run {
-        /// Config file (TOML, or Circus ini by extension).
-        config: PathBuf,
-        /// Config syntax; guessed from the extension when omitted.
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-        /// Log level or filter (e.g. "debug", "ringmaster=trace"); default RUST_LOG, then "info".
-        #[arg(long)]
-        log_level: Option<String>,
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
-    },
-    /// Validate a config file and print the resolved plan; exit 0 if valid, 1 if not.
-    Check {
-        config: PathBuf,
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,5 +28,17 @@ fn main() -> ExitCode {
             }
             None => ExitCode::from(1),
         },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ringmaster", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Control(c) => run_client(c),
     }
 }

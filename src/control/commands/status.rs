@@ -1,31 +1,65 @@
 //! `status`: every watcher's state, or one watcher's state in the reply's own
-//! `status` key (a Circus quirk clients rely on).
+//! `status` key (a Circus quirk clients rely on). Ringmaster's extension:
+//! `verbose: true` adds `details` (processes, pids, uptime, restarts) for the
+//! `ringmaster status` table.
 use super::util::{one, status_of};
 use super::Reply;
 use crate::control::context::Ctx;
-use crate::control::protocol::prop_str;
+use crate::control::protocol::{prop_bool, prop_str};
+use crate::watchers::WatcherStatus;
 use serde_json::{json, Map, Value};
 
+fn details(st: &WatcherStatus) -> Value {
+    let now = std::time::SystemTime::now();
+    let procs: Vec<Value> = st
+        .processes
+        .iter()
+        .map(|p| {
+            json!({
+                "wid": p.wid, "pid": p.pid, "state": p.state, "restarts": p.restarts,
+                "uptime": p.started.and_then(|s| now.duration_since(s).ok()).map(|d| d.as_secs_f64()),
+            })
+        })
+        .collect();
+    json!({"name": st.name, "state": st.state.as_str(), "numprocesses": st.numprocesses, "processes": procs})
+}
+
 pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
+    let verbose = prop_bool(&p, "verbose")?.unwrap_or(false);
     match prop_str(&p, "name")? {
         Some(name) => {
             let w = ctx.watcher(&name)?;
             let st = status_of(&w.addr).await?;
-            Ok(one("status", json!(st.state.as_str())))
+            let mut m = one("status", json!(st.state.as_str()));
+            if verbose {
+                m.insert("details".into(), json!([details(&st)]));
+            }
+            Ok(m)
         }
         None => {
             let all = ctx.all();
             let states = futures::future::join_all(all.iter().map(|w| status_of(&w.addr))).await;
             let mut m = Map::new();
             let mut names: Vec<(String, String)> = Vec::new();
+            let mut det = Vec::new();
             for (w, st) in all.iter().zip(states) {
-                names.push((w.name.clone(), st?.state.as_str().to_string()));
+                let st = st?;
+                names.push((w.name.clone(), st.state.as_str().to_string()));
+                det.push((w.name.clone(), details(&st)));
             }
             names.sort();
             for (n, s) in names {
                 m.insert(n, json!(s));
             }
-            Ok(one("statuses", Value::Object(m)))
+            let mut out = one("statuses", Value::Object(m));
+            if verbose {
+                det.sort_by(|a, b| a.0.cmp(&b.0));
+                out.insert(
+                    "details".into(),
+                    json!(det.into_iter().map(|d| d.1).collect::<Vec<_>>()),
+                );
+            }
+            Ok(out)
         }
     }
 }

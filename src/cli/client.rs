@@ -1,0 +1,305 @@
+use super::output;
+use super::{Conn, ControlCommand, Scale, Target};
+use crate::control::client::{Client, ClientError, Subscriber};
+use crate::control::transport;
+use serde_json::{json, Map, Value};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Circus's exit codes: 3 for an error reply, 1 for a timeout or transport failure.
+const EXIT_ERROR_REPLY: u8 = 3;
+const EXIT_TRANSPORT: u8 = 1;
+
+fn endpoint(conn: &Conn) -> String {
+    conn.endpoint
+        .clone()
+        .or_else(|| {
+            std::env::var("RINGMASTER_ENDPOINT")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| std::env::var("CIRCUSCTL_ENDPOINT").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(transport::default_endpoint)
+}
+
+fn props(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn target(t: &Target) -> Map<String, Value> {
+    props(&[
+        ("name", json!(t.name)),
+        ("waiting", json!(t.waiting)),
+        ("match", json!(t.match_)),
+    ])
+}
+
+fn scale(s: &Scale) -> Map<String, Value> {
+    props(&[
+        ("name", json!(s.name)),
+        ("nb", json!(s.nb)),
+        ("waiting", json!(s.waiting)),
+    ])
+}
+
+/// `set`'s values arrive as strings; give them JSON types as circusctl does.
+fn typed(v: &str) -> Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return json!(i);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return json!(f);
+    }
+    match v.to_ascii_lowercase().as_str() {
+        "true" => return json!(true),
+        "false" => return json!(false),
+        _ => {}
+    }
+    if v.starts_with('{') || v.starts_with('[') {
+        if let Ok(j) = serde_json::from_str(v) {
+            return j;
+        }
+    }
+    json!(v)
+}
+
+fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
+    use ControlCommand as C;
+    match cmd {
+        C::Status { name, conn } => (
+            "status",
+            props(&[("name", json!(name)), ("verbose", json!(true))]),
+            conn,
+        ),
+        C::List { name, conn } => ("list", props(&[("name", json!(name))]), conn),
+        C::Start(t) => ("start", target(t), &t.conn),
+        C::Stop(t) => ("stop", target(t), &t.conn),
+        C::Restart(t) => ("restart", target(t), &t.conn),
+        C::Reload {
+            name,
+            terminate,
+            sequential,
+            waiting,
+            conn,
+        } => (
+            "reload",
+            props(&[
+                ("name", json!(name)),
+                ("graceful", json!(!terminate)),
+                ("sequential", json!(sequential)),
+                ("waiting", json!(waiting)),
+            ]),
+            conn,
+        ),
+        C::Incr(s) => ("incr", scale(s), &s.conn),
+        C::Decr(s) => ("decr", scale(s), &s.conn),
+        C::Numprocesses { name, conn } => ("numprocesses", props(&[("name", json!(name))]), conn),
+        C::Numwatchers { conn } => ("numwatchers", Map::new(), conn),
+        C::Signal {
+            name,
+            signal,
+            pid,
+            childpid,
+            children,
+            recursive,
+            conn,
+        } => (
+            "signal",
+            props(&[
+                ("name", json!(name)),
+                ("signum", json!(signal)),
+                ("pid", json!(pid)),
+                ("childpid", json!(childpid)),
+                ("children", json!(children)),
+                ("recursive", json!(recursive)),
+            ]),
+            conn,
+        ),
+        C::Kill {
+            name,
+            pid,
+            signum,
+            graceful_timeout,
+            waiting,
+            conn,
+        } => (
+            "kill",
+            props(&[
+                ("name", json!(name)),
+                ("pid", json!(pid)),
+                ("signum", json!(signum)),
+                ("graceful_timeout", json!(graceful_timeout)),
+                ("waiting", json!(waiting)),
+            ]),
+            conn,
+        ),
+        C::Stats { name, process, conn } => (
+            "stats",
+            props(&[("name", json!(name)), ("process", json!(process))]),
+            conn,
+        ),
+        C::Dstats { conn } => ("dstats", Map::new(), conn),
+        C::Get { name, keys, conn } => (
+            "get",
+            props(&[("name", json!(name)), ("keys", json!(keys))]),
+            conn,
+        ),
+        C::Set {
+            name,
+            pairs,
+            waiting,
+            conn,
+        } => {
+            let mut options = Map::new();
+            for kv in pairs.chunks(2) {
+                if let [k, v] = kv {
+                    options.insert(k.clone(), typed(v));
+                }
+            }
+            (
+                "set",
+                props(&[
+                    ("name", json!(name)),
+                    ("options", Value::Object(options)),
+                    ("waiting", json!(waiting)),
+                ]),
+                conn,
+            )
+        }
+        C::Options { name, conn } => ("options", props(&[("name", json!(name))]), conn),
+        C::Globaloptions { option, conn } => ("globaloptions", props(&[("option", json!(option))]), conn),
+        C::Add {
+            name,
+            cmd,
+            start,
+            waiting,
+            conn,
+        } => (
+            "add",
+            props(&[
+                ("name", json!(name)),
+                ("cmd", json!(cmd.join(" "))),
+                ("start", json!(start)),
+                ("waiting", json!(waiting)),
+            ]),
+            conn,
+        ),
+        C::Rm {
+            name,
+            nostop,
+            waiting,
+            conn,
+        } => (
+            "rm",
+            props(&[
+                ("name", json!(name)),
+                ("nostop", json!(nostop)),
+                ("waiting", json!(waiting)),
+            ]),
+            conn,
+        ),
+        C::Listsockets { conn } => ("listsockets", Map::new(), conn),
+        C::Listen { conn, .. } => ("globaloptions", Map::new(), conn),
+        C::Reloadconfig { waiting, conn } => ("reloadconfig", props(&[("waiting", json!(waiting))]), conn),
+        C::Quit { waiting, conn } => ("quit", props(&[("waiting", json!(waiting))]), conn),
+    }
+}
+
+/// Runs one control command against the daemon and prints the result.
+pub fn run_client(cmd: ControlCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the client runtime: {e}");
+            return ExitCode::from(EXIT_TRANSPORT);
+        }
+    };
+    rt.block_on(call(cmd))
+}
+
+async fn call(cmd: ControlCommand) -> ExitCode {
+    let (name, properties, conn) = request(&cmd);
+    let ep = endpoint(conn);
+    let timeout = Duration::from_secs_f64(conn.timeout.clamp(0.001, 86_400.0));
+    let json_out = conn.json;
+    let mut client = match Client::connect(&ep, timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot reach the ringmaster daemon at {ep}: {e:#}");
+            return ExitCode::from(EXIT_TRANSPORT);
+        }
+    };
+    let reply = match client.call(name, properties).await {
+        Ok(r) => r,
+        Err(ClientError::Timeout(t)) => {
+            eprintln!("error: no reply from {ep} within {t:?} (is the daemon running? see --endpoint)");
+            return ExitCode::from(EXIT_TRANSPORT);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_TRANSPORT);
+        }
+    };
+    let is_error = reply.get("status").and_then(Value::as_str) == Some("error");
+    if let ControlCommand::Listen { topics, count, .. } = &cmd {
+        if is_error {
+            return print_reply(name, &reply, json_out, true);
+        }
+        return listen(&reply, topics, *count).await;
+    }
+    print_reply(name, &reply, json_out, is_error)
+}
+
+fn print_reply(name: &str, reply: &Value, json_out: bool, is_error: bool) -> ExitCode {
+    if json_out {
+        println!("{reply}");
+    } else if is_error {
+        let reason = reply
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        eprintln!("error: {reason}");
+    } else {
+        print!("{}", output::human(name, reply));
+    }
+    if is_error {
+        ExitCode::from(EXIT_ERROR_REPLY)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn listen(globals: &Value, topics: &[String], count: Option<u64>) -> ExitCode {
+    let Some(pubsub) = globals
+        .pointer("/options/pubsub_endpoint")
+        .and_then(Value::as_str)
+    else {
+        eprintln!("error: the daemon did not say where its pubsub endpoint is");
+        return ExitCode::from(EXIT_TRANSPORT);
+    };
+    let mut sub = match Subscriber::connect(pubsub, topics).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot subscribe to {pubsub}: {e:#}");
+            return ExitCode::from(EXIT_TRANSPORT);
+        }
+    };
+    let mut n = 0;
+    while count.is_none_or(|c| n < c) {
+        match sub.next().await {
+            Ok((topic, payload)) => {
+                println!("{topic}: {payload}");
+                n += 1;
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(EXIT_TRANSPORT);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,266 @@
+//! The `ringmaster` command line: the daemon (`run`, `check`) and a client
+//! for every control command (`status`, `incr`, `restart`, …) over the same
+//! ZeroMQ channel circusctl uses.
+
+mod client;
+mod output;
+
+pub use client::run_client;
+
+use crate::config::Format;
+use crate::daemon::LogFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Ringmaster: a process and socket supervisor (the successor to Circus).
+#[derive(Parser, Debug)]
+#[command(name = "ringmaster", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options for talking to a running daemon.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// Control endpoint (default: $RINGMASTER_ENDPOINT, then $CIRCUSCTL_ENDPOINT, then the daemon's default ipc socket).
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// Print the daemon's raw JSON reply.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for a reply.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground until SIGTERM/SIGINT.
+    Run {
+        /// Config file (TOML, or a Circus ini file by extension).
+        config: PathBuf,
+        /// Config syntax; guessed from the extension when omitted.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Log level or filter (e.g. "debug"); default $RUST_LOG, then "info".
+        #[arg(long)]
+        log_level: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    /// Validate a config file and print the resolved plan; exit 0 if valid, 1 if not.
+    Check {
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+    #[command(flatten)]
+    Control(ControlCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControlCommand {
+    /// Show watchers: state, processes, pids, uptime, restarts.
+    Status {
+        name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List watchers, or the pids of one watcher.
+    List {
+        name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Start a watcher (or all autostart watchers).
+    Start(Target),
+    /// Stop a watcher (or all); the daemon keeps running.
+    Stop(Target),
+    /// Stop then start a watcher (or all).
+    Restart(Target),
+    /// Replace a watcher's processes gracefully (or SIGHUP them with send_hup).
+    Reload {
+        name: Option<String>,
+        /// Restart instead of a graceful reload.
+        #[arg(long)]
+        terminate: bool,
+        #[arg(long)]
+        sequential: bool,
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add processes to a watcher.
+    Incr(Scale),
+    /// Remove processes from a watcher.
+    Decr(Scale),
+    /// Number of running processes (of one watcher, or all).
+    Numprocesses {
+        name: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Number of watchers.
+    Numwatchers {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Send a signal to a watcher's processes.
+    Signal {
+        name: String,
+        /// Signal name or number (HUP, SIGUSR1, 9…).
+        signal: String,
+        #[arg(long)]
+        pid: Option<i64>,
+        #[arg(long)]
+        childpid: Option<i64>,
+        /// Only the processes' children.
+        #[arg(long)]
+        children: bool,
+        /// Also every descendant.
+        #[arg(long)]
+        recursive: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop one process (or all) of a watcher; the watcher replaces it.
+    Kill {
+        name: String,
+        #[arg(long)]
+        pid: Option<i64>,
+        #[arg(long)]
+        signum: Option<String>,
+        #[arg(long)]
+        graceful_timeout: Option<f64>,
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// CPU, memory and age of a watcher's processes (or all).
+    Stats {
+        name: Option<String>,
+        /// One process (pid).
+        #[arg(long)]
+        process: Option<i64>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// CPU, memory and age of the daemon itself.
+    Dstats {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Read some options of a watcher.
+    Get {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change options of a watcher: `set web numprocesses 4 graceful_timeout 10`.
+    Set {
+        name: String,
+        /// KEY VALUE pairs.
+        #[arg(required = true, num_args = 2..)]
+        pairs: Vec<String>,
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Every option of a watcher.
+    Options {
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The daemon's endpoints and global options.
+    Globaloptions {
+        option: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Add a watcher: `add NAME CMD...`.
+    Add {
+        name: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+        #[arg(long)]
+        start: bool,
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Remove a watcher (stopping its processes unless --nostop).
+    Rm {
+        name: String,
+        #[arg(long)]
+        nostop: bool,
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The daemon's sockets.
+    Listsockets {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print live events (`watcher.<name>.<event>` topics; all by default).
+    Listen {
+        /// Topic prefixes, e.g. watcher.web.
+        topics: Vec<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Reload the configuration file (not implemented yet).
+    Reloadconfig {
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop every watcher and exit the daemon.
+    Quit {
+        #[arg(long)]
+        waiting: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    pub name: Option<String>,
+    /// Reply only when done.
+    #[arg(long)]
+    pub waiting: bool,
+    /// How NAME is matched: glob, regex or simple.
+    #[arg(long = "match", default_value = "glob")]
+    pub match_: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Args, Debug)]
+pub struct Scale {
+    pub name: String,
+    #[arg(default_value_t = 1)]
+    pub nb: i64,
+    #[arg(long)]
+    pub waiting: bool,
+    #[command(flatten)]
+    pub conn: Conn,
+}
