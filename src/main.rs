@@ -39,6 +39,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Control(c) => run_client(c),
+        Command::Control(c) => run_client(c, cli.conn),
     }
 }

@@ -67,24 +67,22 @@ fn typed(v: &str) -> Value {
     json!(v)
 }
 
-fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
+fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
     use ControlCommand as C;
     match cmd {
-        C::Status { name, conn } => (
+        C::Status { name } => (
             "status",
             props(&[("name", json!(name)), ("verbose", json!(true))]),
-            conn,
         ),
-        C::List { name, conn } => ("list", props(&[("name", json!(name))]), conn),
-        C::Start(t) => ("start", target(t), &t.conn),
-        C::Stop(t) => ("stop", target(t), &t.conn),
-        C::Restart(t) => ("restart", target(t), &t.conn),
+        C::List { name } => ("list", props(&[("name", json!(name))])),
+        C::Start(t) => ("start", target(t)),
+        C::Stop(t) => ("stop", target(t)),
+        C::Restart(t) => ("restart", target(t)),
         C::Reload {
             name,
             terminate,
             sequential,
             waiting,
-            conn,
         } => (
             "reload",
             props(&[
@@ -93,12 +91,11 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                 ("sequential", json!(sequential)),
                 ("waiting", json!(waiting)),
             ]),
-            conn,
         ),
-        C::Incr(s) => ("incr", scale(s), &s.conn),
-        C::Decr(s) => ("decr", scale(s), &s.conn),
-        C::Numprocesses { name, conn } => ("numprocesses", props(&[("name", json!(name))]), conn),
-        C::Numwatchers { conn } => ("numwatchers", Map::new(), conn),
+        C::Incr(s) => ("incr", scale(s)),
+        C::Decr(s) => ("decr", scale(s)),
+        C::Numprocesses { name } => ("numprocesses", props(&[("name", json!(name))])),
+        C::Numwatchers => ("numwatchers", Map::new()),
         C::Signal {
             name,
             signal,
@@ -106,7 +103,6 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
             childpid,
             children,
             recursive,
-            conn,
         } => (
             "signal",
             props(&[
@@ -117,7 +113,6 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                 ("children", json!(children)),
                 ("recursive", json!(recursive)),
             ]),
-            conn,
         ),
         C::Kill {
             name,
@@ -125,7 +120,6 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
             signum,
             graceful_timeout,
             waiting,
-            conn,
         } => (
             "kill",
             props(&[
@@ -135,25 +129,14 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                 ("graceful_timeout", json!(graceful_timeout)),
                 ("waiting", json!(waiting)),
             ]),
-            conn,
         ),
-        C::Stats { name, process, conn } => (
+        C::Stats { name, process } => (
             "stats",
             props(&[("name", json!(name)), ("process", json!(process))]),
-            conn,
         ),
-        C::Dstats { conn } => ("dstats", Map::new(), conn),
-        C::Get { name, keys, conn } => (
-            "get",
-            props(&[("name", json!(name)), ("keys", json!(keys))]),
-            conn,
-        ),
-        C::Set {
-            name,
-            pairs,
-            waiting,
-            conn,
-        } => {
+        C::Dstats => ("dstats", Map::new()),
+        C::Get { name, keys } => ("get", props(&[("name", json!(name)), ("keys", json!(keys))])),
+        C::Set { name, pairs, waiting } => {
             let mut options = Map::new();
             for kv in pairs.chunks(2) {
                 if let [k, v] = kv {
@@ -167,17 +150,15 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                     ("options", Value::Object(options)),
                     ("waiting", json!(waiting)),
                 ]),
-                conn,
             )
         }
-        C::Options { name, conn } => ("options", props(&[("name", json!(name))]), conn),
-        C::Globaloptions { option, conn } => ("globaloptions", props(&[("option", json!(option))]), conn),
+        C::Options { name } => ("options", props(&[("name", json!(name))])),
+        C::Globaloptions { option } => ("globaloptions", props(&[("option", json!(option))])),
         C::Add {
             name,
             cmd,
             start,
             waiting,
-            conn,
         } => (
             "add",
             props(&[
@@ -186,13 +167,11 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                 ("start", json!(start)),
                 ("waiting", json!(waiting)),
             ]),
-            conn,
         ),
         C::Rm {
             name,
             nostop,
             waiting,
-            conn,
         } => (
             "rm",
             props(&[
@@ -200,17 +179,16 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>, &Conn) {
                 ("nostop", json!(nostop)),
                 ("waiting", json!(waiting)),
             ]),
-            conn,
         ),
-        C::Listsockets { conn } => ("listsockets", Map::new(), conn),
-        C::Listen { conn, .. } => ("globaloptions", Map::new(), conn),
-        C::Reloadconfig { waiting, conn } => ("reloadconfig", props(&[("waiting", json!(waiting))]), conn),
-        C::Quit { waiting, conn } => ("quit", props(&[("waiting", json!(waiting))]), conn),
+        C::Listsockets => ("listsockets", Map::new()),
+        C::Listen { .. } => ("globaloptions", Map::new()),
+        C::Reloadconfig { waiting } => ("reloadconfig", props(&[("waiting", json!(waiting))])),
+        C::Quit { waiting } => ("quit", props(&[("waiting", json!(waiting))])),
     }
 }
 
 /// Runs one control command against the daemon and prints the result.
-pub fn run_client(cmd: ControlCommand) -> ExitCode {
+pub fn run_client(cmd: ControlCommand, conn: Conn) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -218,12 +196,12 @@ pub fn run_client(cmd: ControlCommand) -> ExitCode {
             return ExitCode::from(EXIT_TRANSPORT);
         }
     };
-    rt.block_on(call(cmd))
+    rt.block_on(call(cmd, conn))
 }
 
-async fn call(cmd: ControlCommand) -> ExitCode {
-    let (name, properties, conn) = request(&cmd);
-    let ep = endpoint(conn);
+async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
+    let (name, properties) = request(&cmd);
+    let ep = endpoint(&conn);
     let timeout = Duration::from_secs_f64(conn.timeout.clamp(0.001, 86_400.0));
     let json_out = conn.json;
     let mut client = match Client::connect(&ep, timeout).await {

@@ -18,6 +18,8 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub conn: Conn,
 }
 
 /// Options for talking to a running daemon.
@@ -66,17 +68,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum ControlCommand {
     /// Show watchers: state, processes, pids, uptime, restarts.
-    Status {
-        name: Option<String>,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Status { name: Option<String> },
     /// List watchers, or the pids of one watcher.
-    List {
-        name: Option<String>,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    List { name: Option<String> },
     /// Start a watcher (or all autostart watchers).
     Start(Target),
     /// Stop a watcher (or all); the daemon keeps running.
@@ -93,24 +87,15 @@ pub enum ControlCommand {
         sequential: bool,
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Add processes to a watcher.
     Incr(Scale),
     /// Remove processes from a watcher.
     Decr(Scale),
     /// Number of running processes (of one watcher, or all).
-    Numprocesses {
-        name: Option<String>,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Numprocesses { name: Option<String> },
     /// Number of watchers.
-    Numwatchers {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Numwatchers,
     /// Send a signal to a watcher's processes.
     Signal {
         name: String,
@@ -126,8 +111,6 @@ pub enum ControlCommand {
         /// Also every descendant.
         #[arg(long)]
         recursive: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Stop one process (or all) of a watcher; the watcher replaces it.
     Kill {
@@ -140,8 +123,6 @@ pub enum ControlCommand {
         graceful_timeout: Option<f64>,
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// CPU, memory and age of a watcher's processes (or all).
     Stats {
@@ -149,21 +130,14 @@ pub enum ControlCommand {
         /// One process (pid).
         #[arg(long)]
         process: Option<i64>,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// CPU, memory and age of the daemon itself.
-    Dstats {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Dstats,
     /// Read some options of a watcher.
     Get {
         name: String,
         #[arg(required = true)]
         keys: Vec<String>,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Change options of a watcher: `set web numprocesses 4 graceful_timeout 10`.
     Set {
@@ -173,21 +147,11 @@ pub enum ControlCommand {
         pairs: Vec<String>,
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Every option of a watcher.
-    Options {
-        name: String,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Options { name: String },
     /// The daemon's endpoints and global options.
-    Globaloptions {
-        option: Option<String>,
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Globaloptions { option: Option<String> },
     /// Add a watcher: `add NAME CMD...`.
     Add {
         name: String,
@@ -197,8 +161,6 @@ pub enum ControlCommand {
         start: bool,
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Remove a watcher (stopping its processes unless --nostop).
     Rm {
@@ -207,14 +169,9 @@ pub enum ControlCommand {
         nostop: bool,
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// The daemon's sockets.
-    Listsockets {
-        #[command(flatten)]
-        conn: Conn,
-    },
+    Listsockets,
     /// Print live events (`watcher.<name>.<event>` topics; all by default).
     Listen {
         /// Topic prefixes, e.g. watcher.web.
@@ -222,22 +179,16 @@ pub enum ControlCommand {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<u64>,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Reload the configuration file (not implemented yet).
     Reloadconfig {
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// Stop every watcher and exit the daemon.
     Quit {
         #[arg(long)]
         waiting: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
 }
 
@@ -250,8 +201,6 @@ pub struct Target {
     /// How NAME is matched: glob, regex or simple.
     #[arg(long = "match", default_value = "glob")]
     pub match_: String,
-    #[command(flatten)]
-    pub conn: Conn,
 }
 
 #[derive(Args, Debug)]
@@ -261,6 +210,4 @@ pub struct Scale {
     pub nb: i64,
     #[arg(long)]
     pub waiting: bool,
-    #[command(flatten)]
-    pub conn: Conn,
 }
