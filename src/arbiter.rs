@@ -31,7 +31,7 @@ pub type Registry = Rc<RefCell<BTreeMap<String, WatcherEntry>>>;
 #[derive(Default)]
 pub struct Closers {
     pub control: Option<ControlHandle>,
-    pub publisher: Option<Publisher>,
+    pub publishers: Vec<Publisher>,
     pub on_exit: Vec<Box<dyn FnOnce()>>,
 }
 
@@ -169,7 +169,7 @@ impl Handler<Shutdown> for ArbiterActor {
                 let mut c = closers.borrow_mut();
                 (
                     c.control.take(),
-                    c.publisher.take(),
+                    std::mem::take(&mut c.publishers),
                     std::mem::take(&mut c.on_exit),
                 )
             };
@@ -177,7 +177,7 @@ impl Handler<Shutdown> for ArbiterActor {
             if let Some(c) = control {
                 c.shutdown().await;
             }
-            if let Some(p) = publisher {
+            for p in publisher {
                 p.shutdown().await;
             }
             for f in on_exit {

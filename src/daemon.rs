@@ -124,6 +124,7 @@ async fn start(cfg: Config) -> Result<()> {
     };
     tracing::info!(endpoint = %globals.endpoint, pubsub = %globals.pubsub_endpoint, "control channel ready");
     let config = Rc::new(RefCell::new(cfg.clone()));
+    let (cfg_stats, statsd) = (cfg.global.stats_endpoint.clone(), cfg.global.statsd);
     let root = ArbiterActor::new(cfg, sockets, registry.clone(), events.clone(), closers.clone()).start();
     let ctx = Ctx(Rc::new(Inner {
         root: root.clone(),
@@ -134,11 +135,28 @@ async fn start(cfg: Config) -> Result<()> {
         started: std::time::SystemTime::now(),
         config,
     }));
+    let stats_endpoint = match (&cfg_stats, statsd) {
+        (Some(e), _) => Some(e.clone()),
+        (None, true) => Some(transport::default_stats_endpoint()),
+        (None, false) => None,
+    };
+    let stats_publisher = match stats_endpoint {
+        Some(e) => {
+            let p = Publisher::bind(&e)
+                .await
+                .with_context(|| format!("cannot start: stats endpoint {e}"))?;
+            tracing::info!(endpoint = %e, "publishing stats");
+            crate::control::stats_stream::spawn(ctx.clone(), p.clone());
+            Some(p)
+        }
+        None => None,
+    };
     let handle = server.run(CommandDispatcher(ctx));
     {
         let mut c = closers.borrow_mut();
         c.control = Some(handle);
-        c.publisher = Some(publisher);
+        c.publishers.push(publisher);
+        c.publishers.extend(stats_publisher);
     }
     install_signals(root)?;
     Ok(())

@@ -562,3 +562,44 @@ fn cli_status_and_error_exit_codes() {
     let out = std::process::Command::new(BIN).args(["man"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH ringmaster"));
 }
+
+#[test]
+fn stats_endpoint_publishes_circus_stat_messages() {
+    let mut d = Daemon::start(
+        r#"
+[ringmaster]
+statsd = true
+[watchers.sleeper]
+cmd = "sleep 1000"
+numprocesses = 2
+"#,
+    );
+    d.wait_msg("publishing stats", None, secs(10));
+    let pids = d.wait_spawned("sleeper", 2, secs(10));
+    let ep = format!("ipc://{}/ringmaster/stats.sock", d.dir.path().display());
+    rt().block_on(async {
+        let mut sub = Subscriber::connect(&ep, &["stat.".to_string()]).await.unwrap();
+        let (mut per_pid, mut aggregate, mut circus) = (false, false, false);
+        let deadline = Instant::now() + secs(10);
+        while !(per_pid && aggregate && circus) {
+            assert!(
+                Instant::now() < deadline,
+                "missing stat topics: {per_pid} {aggregate} {circus}"
+            );
+            let (topic, v) = tokio::time::timeout(secs(5), sub.next())
+                .await
+                .expect("stat message")
+                .unwrap();
+            if topic == format!("stat.sleeper.{}", pids[0]) {
+                assert_eq!(v["pid"], pids[0]);
+                assert!(v["mem_info1"].is_string());
+                per_pid = true;
+            } else if topic == "stat.sleeper" {
+                assert_eq!(v["pid"].as_array().unwrap().len(), 2);
+                aggregate = true;
+            } else if topic.starts_with("stat.circus") {
+                circus = true;
+            }
+        }
+    });
+}

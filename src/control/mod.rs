@@ -12,6 +12,7 @@ pub mod commands;
 pub mod context;
 pub mod protocol;
 pub mod pubsub;
+pub mod stats_stream;
 pub mod transport;
 
 use context::Ctx;

@@ -23,7 +23,7 @@ mod rm;
 mod set;
 mod signal;
 mod start;
-mod stats;
+pub mod stats;
 mod status;
 mod stop;
 pub mod util;
