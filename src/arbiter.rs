@@ -27,6 +27,14 @@ pub struct WatcherEntry {
 /// Watchers by (lowercase) name, shared by the root actor and the control commands.
 pub type Registry = Rc<RefCell<BTreeMap<String, WatcherEntry>>>;
 
+/// Sockets by name, shared by the root actor and the control commands (config reload).
+pub type SocketRegistry = Rc<RefCell<BTreeMap<String, (Addr<SocketActor>, SocketInfo)>>>;
+
+/// The infos of every socket, for building watchers.
+pub fn socket_infos(reg: &SocketRegistry) -> Vec<SocketInfo> {
+    reg.borrow().values().map(|(_, i)| i.clone()).collect()
+}
+
 /// Things the root closes last, in this order, at shutdown.
 #[derive(Default)]
 pub struct Closers {
@@ -37,7 +45,7 @@ pub struct Closers {
 
 pub struct ArbiterActor {
     config: Config,
-    sockets: BTreeMap<String, (Addr<SocketActor>, SocketInfo)>,
+    sockets: SocketRegistry,
     registry: Registry,
     events: Events,
     closers: Rc<RefCell<Closers>>,
@@ -73,12 +81,12 @@ pub fn new_watcher(spec: WatcherSpec, sockets: &[SocketInfo], events: &Events) -
 impl ArbiterActor {
     pub fn new(
         config: Config,
-        sockets: BTreeMap<String, (Addr<SocketActor>, SocketInfo)>,
+        sockets: SocketRegistry,
         registry: Registry,
         events: Events,
         closers: Rc<RefCell<Closers>>,
     ) -> ArbiterActor {
-        let infos: Vec<SocketInfo> = sockets.values().map(|(_, i)| i.clone()).collect();
+        let infos = socket_infos(&sockets);
         {
             let mut reg = registry.borrow_mut();
             for w in &config.watchers {
@@ -107,7 +115,7 @@ impl Actor for ArbiterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        for (name, (_, info)) in &self.sockets {
+        for (name, (_, info)) in self.sockets.borrow().iter() {
             tracing::info!(socket = %name, address = %info.local, fd = info.raw_fd, "listening");
         }
         let delay = self.config.global.warmup_delay;
@@ -185,10 +193,10 @@ impl Handler<Shutdown> for ArbiterActor {
             }
         };
         Box::pin(fut.into_actor(self).map(|_, act, _| {
-            for (addr, _) in act.sockets.values() {
+            for (addr, _) in act.sockets.borrow().values() {
                 addr.do_send(StopSocket);
             }
-            act.sockets.clear();
+            act.sockets.borrow_mut().clear();
             tracing::info!("all watchers stopped");
             System::current().stop_with_code(0);
         }))
@@ -197,7 +205,7 @@ impl Handler<Shutdown> for ArbiterActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct StopSocket;
+pub struct StopSocket;
 
 impl Handler<StopSocket> for SocketActor {
     type Result = ();
@@ -206,17 +214,19 @@ impl Handler<StopSocket> for SocketActor {
     }
 }
 
-/// SIGHUP: gracefully reload every watcher, as Circus does.
+/// Reload every watcher gracefully (Circus's unnamed `reload`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Hangup;
+pub struct ReloadAll;
 
-impl Handler<Hangup> for ArbiterActor {
+impl Handler<ReloadAll> for ArbiterActor {
     type Result = ();
-    fn handle(&mut self, _: Hangup, _: &mut Self::Context) {
-        tracing::info!("SIGHUP received: reloading every watcher");
+    fn handle(&mut self, _: ReloadAll, _: &mut Self::Context) {
         for w in self.by_priority() {
-            w.addr.do_send(ReloadWatcher { graceful: true });
+            w.addr.do_send(ReloadWatcher {
+                graceful: true,
+                sequential: false,
+            });
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `ringmaster run`: load the config, bind the sockets, start the actor tree
 //! and turn signals into messages to the root actor.
 
-use crate::arbiter::{start_sockets, ArbiterActor, Closers, Hangup, Registry, Shutdown};
+use crate::arbiter::{start_sockets, ArbiterActor, Closers, Registry, Shutdown, SocketRegistry};
 use crate::config::{self, Config, Format};
 use crate::control::context::{Ctx, Globals, Inner};
 use crate::control::pubsub::Publisher;
@@ -10,7 +10,6 @@ use crate::control::CommandDispatcher;
 use crate::events::Events;
 use crate::reaper::{self, Reaper};
 use crate::sockets;
-use crate::sockets::SocketInfo;
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
 use std::cell::RefCell;
@@ -112,8 +111,7 @@ async fn start(cfg: Config) -> Result<()> {
     let p = publisher.clone();
     events.set_sink(Arc::new(move |topic, payload| p.publish(topic, &payload)));
 
-    let sockets = start_sockets(bound).await;
-    let infos: Vec<SocketInfo> = sockets.values().map(|(_, i)| i.clone()).collect();
+    let sockets: SocketRegistry = Rc::new(RefCell::new(start_sockets(bound).await));
     let registry = Registry::default();
     let closers = Rc::new(RefCell::new(Closers::default()));
     let globals = Globals {
@@ -125,11 +123,18 @@ async fn start(cfg: Config) -> Result<()> {
     tracing::info!(endpoint = %globals.endpoint, pubsub = %globals.pubsub_endpoint, "control channel ready");
     let config = Rc::new(RefCell::new(cfg.clone()));
     let (cfg_stats, statsd) = (cfg.global.stats_endpoint.clone(), cfg.global.statsd);
-    let root = ArbiterActor::new(cfg, sockets, registry.clone(), events.clone(), closers.clone()).start();
+    let root = ArbiterActor::new(
+        cfg,
+        sockets.clone(),
+        registry.clone(),
+        events.clone(),
+        closers.clone(),
+    )
+    .start();
     let ctx = Ctx(Rc::new(Inner {
         root: root.clone(),
         registry,
-        sockets: Rc::new(RefCell::new(infos)),
+        sockets,
         globals,
         events,
         started: std::time::SystemTime::now(),
@@ -151,14 +156,14 @@ async fn start(cfg: Config) -> Result<()> {
         }
         None => None,
     };
-    let handle = server.run(CommandDispatcher(ctx));
+    let handle = server.run(CommandDispatcher(ctx.clone()));
     {
         let mut c = closers.borrow_mut();
         c.control = Some(handle);
         c.publishers.push(publisher);
         c.publishers.extend(stats_publisher);
     }
-    install_signals(root)?;
+    install_signals(root, ctx)?;
     Ok(())
 }
 
@@ -182,11 +187,12 @@ fn describe(a: &crate::config::SocketAddrSpec) -> String {
     }
 }
 
-fn install_signals(root: Addr<ArbiterActor>) -> Result<()> {
+fn install_signals(root: Addr<ArbiterActor>, ctx: Ctx) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut quit = signal(SignalKind::quit()).context("SIGQUIT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let ctx_for_hup = ctx.clone();
     let r = root.clone();
     actix::spawn(async move {
         let mut stopping = false;
@@ -209,9 +215,21 @@ fn install_signals(root: Addr<ArbiterActor>) -> Result<()> {
             }
         }
     });
+    let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    actix::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("SIGUSR1 received: reopening log files");
+            crate::control::commands::reopen_logs(&ctx);
+        }
+    });
+    let hup_ctx = ctx_for_hup;
     actix::spawn(async move {
         while hup.recv().await.is_some() {
-            root.do_send(Hangup);
+            tracing::info!("SIGHUP received: reloading the configuration file");
+            match crate::control::commands::reload_config(hup_ctx.clone(), false).await {
+                Ok(plan) => tracing::info!("configuration reloaded: {plan}"),
+                Err(e) => tracing::error!("configuration not reloaded, nothing changed: {}", e.reason),
+            }
         }
     });
     Ok(())

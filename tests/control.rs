@@ -335,7 +335,6 @@ fn every_malformed_request_gets_an_error_reply() {
                 5,
                 "'web' already exist",
             ),
-            ("reloadconfig", json!({}), 5, "not implemented"),
         ];
         for (cmd, p, errno, reason) in cases {
             let r = call(&mut c, cmd, p.clone()).await;

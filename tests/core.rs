@@ -53,6 +53,9 @@ sockets = ["api"]
     ));
     let addr = d.wait_listening("api");
     let pid = d.wait_spawned("api", 1, secs(10))[0];
+    // Serving means the worker is past exec (environ can read empty mid-exec).
+    let body = http_get(&addr).unwrap();
+    assert_eq!(body.trim(), format!("hello from pid {pid}"));
     let env = environ(pid);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(get("LISTEN_FDS").as_deref(), Some("1"));
@@ -62,8 +65,6 @@ sockets = ["api"]
         Some(pid.to_string()),
         "LISTEN_PID must be the child's own pid"
     );
-    let body = http_get(&addr).unwrap();
-    assert_eq!(body.trim(), format!("hello from pid {pid}"));
 }
 
 #[test]
@@ -310,10 +311,15 @@ graceful_timeout = 2
     let first = d.wait_spawned("aging", 1, secs(10))[0];
     let t0 = Instant::now();
     d.wait_msg("max_age reached; replacing process", Some("aging"), secs(5));
+    // Rolling: the replacement starts first, then the old process is stopped.
     let second = d.wait_spawned("aging", 1, secs(5))[0];
     assert_ne!(first, second);
+    d.wait_for("old process exits", secs(5), |v| {
+        v["message"] == "exited" && v["pid"] == first
+    });
     assert!(t0.elapsed() < secs(3));
     assert!(!alive(first));
+    assert!(alive(second));
 }
 
 #[test]

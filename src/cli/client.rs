@@ -182,7 +182,10 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
         ),
         C::Listsockets => ("listsockets", Map::new()),
         C::Listen { .. } => ("globaloptions", Map::new()),
-        C::Reloadconfig { waiting } => ("reloadconfig", props(&[("waiting", json!(waiting))])),
+        C::Reloadconfig { dry_run, waiting } => (
+            "reloadconfig",
+            props(&[("dry_run", json!(dry_run)), ("waiting", json!(waiting))]),
+        ),
         C::Quit { waiting } => ("quit", props(&[("waiting", json!(waiting))])),
     }
 }

@@ -180,8 +180,11 @@ pub enum ControlCommand {
         #[arg(long)]
         count: Option<u64>,
     },
-    /// Reload the configuration file (not implemented yet).
+    /// Re-read the config file and apply what changed (print the plan only with --dry-run).
+    #[command(name = "reload-config", visible_alias = "reloadconfig")]
     Reloadconfig {
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         waiting: bool,
     },

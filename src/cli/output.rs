@@ -149,6 +149,7 @@ pub fn human(command: &str, r: &Value) -> String {
         "incr" | "decr" if r.get("numprocesses").is_some() => format!("{}\n", s(&r["numprocesses"])),
         "get" | "options" | "globaloptions" => kv(&r["options"]),
         "dstats" => kv(&r["info"]),
+        "reloadconfig" => format!("{}\n", s(&r["summary"])),
         "stats" => stats(r),
         "listsockets" => {
             let mut out = String::new();

@@ -168,9 +168,63 @@ pub struct WatcherSpec {
     pub close_child_stderr: bool,
     pub send_hup: bool,
     pub restart: RestartPolicy,
+    pub ready: ReadySpec,
+    pub max_surge: u32,
+    pub max_unavailable: u32,
+    pub hooks: BTreeMap<String, HookSpec>,
     pub stdout_stream: Option<toml::Table>,
     pub stderr_stream: Option<toml::Table>,
 }
+
+/// How readiness is decided for a watcher's processes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadySpec {
+    pub kind: model::ReadyKind,
+    pub address: Option<String>,
+    pub url: Option<String>,
+    pub command: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: Option<u32>,
+    pub start_timeout: Duration,
+    pub watchdog_timeout: Option<Duration>,
+}
+
+impl Default for ReadySpec {
+    fn default() -> Self {
+        ReadySpec {
+            kind: model::ReadyKind::Delay,
+            address: None,
+            url: None,
+            command: None,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(1),
+            retries: None,
+            start_timeout: Duration::from_secs(60),
+            watchdog_timeout: None,
+        }
+    }
+}
+
+/// A hook command and its timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookSpec {
+    pub cmd: String,
+    pub timeout: Duration,
+}
+
+/// Hook names, in lifecycle order.
+pub const HOOKS: [&str; 9] = [
+    "before_start",
+    "after_start",
+    "before_spawn",
+    "after_spawn",
+    "before_stop",
+    "after_stop",
+    "before_signal",
+    "after_signal",
+    "after_reap",
+];
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path, format: Option<Format>) -> Result<Config, ConfigError> {
@@ -628,6 +682,83 @@ fn resolve_watcher(
         restart.max_delay = restart.initial_delay;
     }
 
+    let mut ready = ReadySpec::default();
+    if let Some(rc) = &wc.ready {
+        use model::ReadyKind as K;
+        ready.kind = rc.kind;
+        ready.address = rc.address.clone();
+        ready.url = rc.url.clone();
+        ready.command = rc.command.clone();
+        ready.interval = rc.interval.map_or(ready.interval, Seconds::get);
+        ready.timeout = rc.timeout.map_or(ready.timeout, Seconds::get);
+        ready.retries = rc.retries;
+        ready.start_timeout = rc.start_timeout.map_or(ready.start_timeout, Seconds::get);
+        ready.watchdog_timeout = rc.watchdog_timeout.map(Seconds::get);
+        let missing = match rc.kind {
+            K::Tcp if rc.address.is_none() => Some("address"),
+            K::Http if rc.url.is_none() => Some("url"),
+            K::Command if rc.command.is_none() => Some("command"),
+            _ => None,
+        };
+        if let Some(m) = missing {
+            r.err(
+                wc.cmd.span(),
+                format!("watcher {name}: ready type {:?} needs `{m}`", rc.kind),
+            );
+        }
+        if let Some(u) = &rc.url {
+            if !u.starts_with("http://") {
+                r.err(
+                    wc.cmd.span(),
+                    format!("watcher {name}: ready.url must start with http:// (got {u:?})"),
+                );
+            }
+        }
+        if rc.watchdog_timeout.is_some() && rc.kind != K::Notify {
+            r.err(
+                wc.cmd.span(),
+                format!("watcher {name}: ready.watchdog_timeout needs type = \"notify\""),
+            );
+        }
+    }
+    let max_surge = wc.max_surge.unwrap_or(1);
+    let max_unavailable = wc.max_unavailable.unwrap_or(0);
+    if max_surge == 0 && max_unavailable == 0 {
+        r.err(
+            wc.cmd.span(),
+            format!("watcher {name}: max_surge and max_unavailable cannot both be 0"),
+        );
+    }
+    let mut hooks = BTreeMap::new();
+    if let Some(h) = &wc.hooks {
+        let all = [
+            ("before_start", &h.before_start),
+            ("after_start", &h.after_start),
+            ("before_spawn", &h.before_spawn),
+            ("after_spawn", &h.after_spawn),
+            ("before_stop", &h.before_stop),
+            ("after_stop", &h.after_stop),
+            ("before_signal", &h.before_signal),
+            ("after_signal", &h.after_signal),
+            ("after_reap", &h.after_reap),
+        ];
+        for (k, v) in all {
+            if let Some(v) = v {
+                let (cmd, timeout) = match v {
+                    model::HookConfig::Cmd(c) => (c.clone(), None),
+                    model::HookConfig::Full { cmd, timeout } => (cmd.clone(), *timeout),
+                };
+                hooks.insert(
+                    k.to_string(),
+                    HookSpec {
+                        cmd,
+                        timeout: timeout.map_or(Duration::from_secs(30), Seconds::get),
+                    },
+                );
+            }
+        }
+    }
+
     if r.errors.len() > before {
         return None;
     }
@@ -669,6 +800,10 @@ fn resolve_watcher(
         close_child_stderr: wc.close_child_stderr,
         send_hup: wc.send_hup,
         restart,
+        ready,
+        max_surge,
+        max_unavailable,
+        hooks,
         stdout_stream: wc.stdout_stream.clone(),
         stderr_stream: wc.stderr_stream.clone(),
     })

@@ -234,6 +234,74 @@ pub struct WatcherConfig {
     /// Circus's key; same meaning as `restart.max_retry`.
     pub max_retry: Option<i64>,
     pub restart: Option<RestartConfig>,
+    /// When a new process counts as ready (default: after warmup_delay).
+    pub ready: Option<ReadyConfig>,
+    /// Rolling restarts: extra processes allowed during a restart/reload (default 1).
+    pub max_surge: Option<u32>,
+    /// Rolling restarts: processes allowed to be missing during a restart/reload (default 0).
+    pub max_unavailable: Option<u32>,
+    /// Commands run at points of the lifecycle.
+    pub hooks: Option<HooksConfig>,
     pub stdout_stream: Option<toml::Table>,
     pub stderr_stream: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyKind {
+    /// `READY=1` on `NOTIFY_SOCKET` (systemd's sd_notify).
+    Notify,
+    /// A TCP connect to `address` succeeds.
+    Tcp,
+    /// A GET of `url` answers 2xx/3xx.
+    Http,
+    /// `command` exits 0.
+    Command,
+    /// After `warmup_delay` (Circus's behaviour).
+    Delay,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyConfig {
+    #[serde(rename = "type")]
+    pub kind: ReadyKind,
+    /// `tcp`: host:port to connect to.
+    pub address: Option<String>,
+    /// `http`: `http://host:port/path`.
+    pub url: Option<String>,
+    /// `command`: run (with /bin/sh -c) until it exits 0.
+    pub command: Option<String>,
+    /// Pause between two probes (default 100ms).
+    pub interval: Option<Seconds>,
+    /// Time allowed for one probe (default 1s).
+    pub timeout: Option<Seconds>,
+    /// Probes before giving up (default: unlimited within start_timeout).
+    pub retries: Option<u32>,
+    /// Time allowed to become ready (default 60s).
+    pub start_timeout: Option<Seconds>,
+    /// `notify`: a ready process that sends no `WATCHDOG=1` for this long is restarted.
+    pub watchdog_timeout: Option<Seconds>,
+}
+
+/// A hook: a command line, or a table with a timeout.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum HookConfig {
+    Cmd(String),
+    Full { cmd: String, timeout: Option<Seconds> },
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    pub before_start: Option<HookConfig>,
+    pub after_start: Option<HookConfig>,
+    pub before_spawn: Option<HookConfig>,
+    pub after_spawn: Option<HookConfig>,
+    pub before_stop: Option<HookConfig>,
+    pub after_stop: Option<HookConfig>,
+    pub before_signal: Option<HookConfig>,
+    pub after_signal: Option<HookConfig>,
+    pub after_reap: Option<HookConfig>,
 }

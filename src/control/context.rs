@@ -2,11 +2,10 @@
 //! actor, so commands go straight to the watcher they name — no global lock),
 //! the sockets, the global options and the root actor.
 
-use crate::arbiter::{ArbiterActor, Registry, WatcherEntry};
+use crate::arbiter::{ArbiterActor, Registry, SocketRegistry, WatcherEntry};
 use crate::config::Config;
 use crate::control::protocol::CommandError;
 use crate::events::Events;
-use crate::sockets::SocketInfo;
 use actix::Addr;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,7 +22,7 @@ pub struct Globals {
 pub struct Inner {
     pub root: Addr<ArbiterActor>,
     pub registry: Registry,
-    pub sockets: Rc<RefCell<Vec<SocketInfo>>>,
+    pub sockets: SocketRegistry,
     pub globals: Globals,
     pub events: Events,
     pub started: SystemTime,

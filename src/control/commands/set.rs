@@ -36,7 +36,7 @@ fn dur(k: &str, v: &Value) -> Result<std::time::Duration, CommandError> {
 
 pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     let name = prop_required_str(&p, "name")?;
-    let _waiting = prop_bool(&p, "waiting")?;
+    let waiting = prop_bool(&p, "waiting")?.unwrap_or(false);
     let opts = match p.get("options") {
         Some(Value::Object(o)) => o.clone(),
         None => return Err(CommandError::missing_property("options")),
@@ -130,10 +130,19 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     }
     let changed_other = opts.keys().any(|k| k != "numprocesses");
     if changed_other {
-        w.addr.do_send(UpdateSpec {
-            spec,
-            restart: reload,
-        });
+        let addr = w.addr.clone();
+        let done = super::util::maybe_wait(waiting, async move {
+            addr.send(UpdateSpec {
+                spec,
+                sockets: None,
+                roll: reload,
+            })
+            .await
+        })
+        .await;
+        if let Some(r) = done {
+            super::util::checked(r.map_err(super::util::mailbox)?)?;
+        }
     } else if let Some(n) = numprocesses {
         w.addr.do_send(SetNumProcesses(n));
     }

@@ -35,6 +35,16 @@ pub async fn maybe_wait<T: 'static>(waiting: bool, fut: impl Future<Output = T> 
     }
 }
 
+/// A start/restart/reload that stopped short is an error reply (errno 6, as a
+/// failed `waiting` command in Circus), carrying the reason.
+pub fn checked(i: StartInfo) -> Result<StartInfo, CommandError> {
+    if i.errors.is_empty() {
+        Ok(i)
+    } else {
+        Err(CommandError::bad_msg_data(i.errors.join("; ")))
+    }
+}
+
 pub fn info_json(i: &StartInfo, with_stopped: bool) -> Value {
     let mut m = Map::new();
     if with_stopped {
