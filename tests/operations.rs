@@ -474,6 +474,10 @@ cmd = "sleep 1000"
 autostart = false
 [watchers.vetoed.hooks]
 before_start = "exit 1"
+[watchers.guarded]
+cmd = "sleep 1000"
+[watchers.guarded.hooks]
+before_signal = "test $RINGMASTER_PID -lt 0"
 "#,
     );
     let pid = d.wait_spawned("hooked", 1, secs(10))[0];

@@ -258,6 +258,10 @@ impl Capture {
         if let Some((sink, _)) = &self.out {
             sink.ack().await;
         }
+        // Let go of the sink before this capture counts as finished, so that
+        // `close` sees whether it holds the last handle (and can wait for the
+        // writer thread to close the file).
+        self.out = None;
         let _ = done.send(stats);
     }
 

@@ -77,7 +77,13 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
             }
         }
     }
+    let spec = super::util::spec_of(&w.addr).await?;
+    let mut vetoed = Vec::new();
     for t in targets {
+        if !crate::hooks::run(&spec, &ctx.events, "before_signal", Some(t), None).await {
+            vetoed.push(t);
+            continue;
+        }
         // SAFETY: plain syscall; targets are this watcher's processes or their descendants.
         if unsafe { libc::kill(t, sig.0) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -85,6 +91,12 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
                 return Err(CommandError::os(format!("cannot signal {t}: {e}")));
             }
         }
+        crate::hooks::run(&spec, &ctx.events, "after_signal", Some(t), None).await;
+    }
+    if !vetoed.is_empty() {
+        return Err(CommandError::message(format!(
+            "before_signal hook failed: not signalled: {vetoed:?}"
+        )));
     }
     Ok(Map::new())
 }
