@@ -9,6 +9,7 @@ use crate::control::pubsub::Publisher;
 use crate::control::transport::ControlHandle;
 use crate::events::Events;
 use crate::sockets::{BoundSocket, GetSocketInfo, SocketActor, SocketInfo};
+use crate::streams::{LogHub, WatcherLogs};
 use crate::watchers::{KillWatcher, ReloadWatcher, StartWatcher, StopWatcher, WatcherActor};
 use actix::prelude::*;
 use futures::future::join_all;
@@ -22,6 +23,7 @@ pub struct WatcherEntry {
     pub priority: i64,
     pub autostart: bool,
     pub addr: Addr<WatcherActor>,
+    pub logs: WatcherLogs,
 }
 
 /// Watchers by (lowercase) name, shared by the root actor and the control commands.
@@ -39,6 +41,7 @@ pub fn socket_infos(reg: &SocketRegistry) -> Vec<SocketInfo> {
 #[derive(Default)]
 pub struct Closers {
     pub control: Option<ControlHandle>,
+    pub logs: Option<LogHub>,
     pub publishers: Vec<Publisher>,
     pub on_exit: Vec<Box<dyn FnOnce()>>,
 }
@@ -69,13 +72,22 @@ pub async fn start_sockets(bound: Vec<BoundSocket>) -> BTreeMap<String, (Addr<So
     sockets
 }
 
-pub fn new_watcher(spec: WatcherSpec, sockets: &[SocketInfo], events: &Events) -> WatcherEntry {
-    WatcherEntry {
+/// Opens the watcher's log streams (an unwritable file is an error) and starts its actor.
+pub fn new_watcher(
+    spec: WatcherSpec,
+    sockets: &[SocketInfo],
+    events: &Events,
+    hub: &LogHub,
+) -> anyhow::Result<WatcherEntry> {
+    let history = spec.history_lines.unwrap_or_else(|| hub.default_history_lines());
+    let logs = hub.add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)?;
+    Ok(WatcherEntry {
         name: spec.name.to_lowercase(),
         priority: spec.priority,
         autostart: spec.autostart,
-        addr: WatcherActor::new(spec, sockets, events.clone()).start(),
-    }
+        addr: WatcherActor::new(spec, sockets, events.clone(), logs.clone()).start(),
+        logs,
+    })
 }
 
 impl ArbiterActor {
@@ -86,14 +98,6 @@ impl ArbiterActor {
         events: Events,
         closers: Rc<RefCell<Closers>>,
     ) -> ArbiterActor {
-        let infos = socket_infos(&sockets);
-        {
-            let mut reg = registry.borrow_mut();
-            for w in &config.watchers {
-                let e = new_watcher(w.clone(), &infos, &events);
-                reg.insert(e.name.clone(), e);
-            }
-        }
         ArbiterActor {
             config,
             sockets,
@@ -173,14 +177,19 @@ impl Handler<Shutdown> for ArbiterActor {
             for (_, addrs) in groups {
                 join_all(addrs.iter().map(|a| a.send(StopWatcher))).await;
             }
-            let (control, publisher, on_exit) = {
+            let (control, publisher, on_exit, logs) = {
                 let mut c = closers.borrow_mut();
                 (
                     c.control.take(),
                     std::mem::take(&mut c.publishers),
                     std::mem::take(&mut c.on_exit),
+                    c.logs.take(),
                 )
             };
+            // Every process is gone: drain its pipes, flush and fsync every log.
+            if let Some(hub) = logs {
+                hub.shutdown(std::time::Duration::from_secs(5)).await;
+            }
             // Replies already produced (e.g. to `quit`) go out before the socket closes.
             if let Some(c) = control {
                 c.shutdown().await;

@@ -1,7 +1,7 @@
 //! `ringmaster run`: load the config, bind the sockets, start the actor tree
 //! and turn signals into messages to the root actor.
 
-use crate::arbiter::{start_sockets, ArbiterActor, Closers, Registry, Shutdown, SocketRegistry};
+use crate::arbiter::{new_watcher, start_sockets, ArbiterActor, Closers, Registry, Shutdown, SocketRegistry};
 use crate::config::{self, Config, Format};
 use crate::control::context::{Ctx, Globals, Inner};
 use crate::control::pubsub::Publisher;
@@ -10,6 +10,7 @@ use crate::control::CommandDispatcher;
 use crate::events::Events;
 use crate::reaper::{self, Reaper};
 use crate::sockets;
+use crate::streams::LogHub;
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
 use std::cell::RefCell;
@@ -108,11 +109,37 @@ async fn start(cfg: Config) -> Result<()> {
         chown_endpoints(owner, &[&endpoint, &pubsub_endpoint])?;
     }
     let events = Events::default();
+    let registry = Registry::default();
     let p = publisher.clone();
     events.set_sink(Arc::new(move |topic, payload| p.publish(topic, &payload)));
 
+    let hub = LogHub::start(cfg.global.history_lines).context("cannot start the log thread")?;
+    let p = publisher.clone();
+    let seqs = std::sync::Mutex::new(std::collections::HashMap::<(String, &'static str), u64>::new());
+    hub.set_publish_hook(Box::new(move |r| {
+        // `seq` lets a follower see how many lines it missed (PUB drops for slow readers).
+        let key = (r.watcher.to_string(), r.stream.as_str());
+        let seq = seqs.lock().map_or(0, |mut m| {
+            let e = m.entry(key).or_insert(0);
+            *e += 1;
+            *e
+        });
+        let t = r
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        p.publish(
+            format!("logs.{}.{}", r.watcher, r.stream.as_str()),
+            &serde_json::json!({"time": t, "pid": r.pid, "wid": r.wid, "stream": r.stream.as_str(),
+                "line": String::from_utf8_lossy(&r.line), "seq": seq}),
+        );
+    }));
     let sockets: SocketRegistry = Rc::new(RefCell::new(start_sockets(bound).await));
-    let registry = Registry::default();
+    let infos = crate::arbiter::socket_infos(&sockets);
+    for w in &cfg.watchers {
+        let e = new_watcher(w.clone(), &infos, &events, &hub).context("cannot start")?;
+        registry.borrow_mut().insert(e.name.clone(), e);
+    }
     let closers = Rc::new(RefCell::new(Closers::default()));
     let globals = Globals {
         endpoint: server.endpoints().first().cloned().unwrap_or(endpoint),
@@ -138,6 +165,7 @@ async fn start(cfg: Config) -> Result<()> {
         globals,
         events,
         started: std::time::SystemTime::now(),
+        hub: hub.clone(),
         config,
     }));
     let stats_endpoint = match (&cfg_stats, statsd) {
@@ -156,10 +184,12 @@ async fn start(cfg: Config) -> Result<()> {
         }
         None => None,
     };
+    let hub_for_close = hub.clone();
     let handle = server.run(CommandDispatcher(ctx.clone()));
     {
         let mut c = closers.borrow_mut();
         c.control = Some(handle);
+        c.logs = Some(hub_for_close);
         c.publishers.push(publisher);
         c.publishers.extend(stats_publisher);
     }

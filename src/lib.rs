@@ -16,4 +16,5 @@ pub mod readiness;
 pub mod reaper;
 pub mod reload;
 pub mod sockets;
+pub mod streams;
 pub mod watchers;

@@ -186,6 +186,28 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
             "reloadconfig",
             props(&[("dry_run", json!(dry_run)), ("waiting", json!(waiting))]),
         ),
+        C::Logs {
+            name,
+            stream,
+            lines,
+            since,
+            ..
+        } => {
+            let since = since
+                .as_deref()
+                .and_then(|s| crate::config::Seconds::parse(s).ok())
+                .map(|d| d.get().as_secs_f64());
+            (
+                "logs",
+                props(&[
+                    ("name", json!(name)),
+                    ("stream", json!(stream)),
+                    ("lines", json!(lines)),
+                    ("since", json!(since)),
+                ]),
+            )
+        }
+        C::Reopen => ("reopen", Map::new()),
         C::Quit { waiting } => ("quit", props(&[("waiting", json!(waiting))])),
     }
 }
@@ -214,6 +236,23 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
             return ExitCode::from(EXIT_TRANSPORT);
         }
     };
+    // Follow: subscribe before reading history, so no line falls in between.
+    let mut live = None;
+    if let ControlCommand::Logs {
+        name: w,
+        stream,
+        follow: true,
+        ..
+    } = &cmd
+    {
+        match subscribe_logs(&mut client, w, stream.as_deref()).await {
+            Ok(s) => live = Some(s),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(EXIT_TRANSPORT);
+            }
+        }
+    }
     let reply = match client.call(name, properties).await {
         Ok(r) => r,
         Err(ClientError::Timeout(t)) => {
@@ -226,6 +265,30 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
         }
     };
     let is_error = reply.get("status").and_then(Value::as_str) == Some("error");
+    if let ControlCommand::Logs {
+        name,
+        stream,
+        since,
+        follow,
+        ..
+    } = &cmd
+    {
+        if let Some(s) = since {
+            if crate::config::Seconds::parse(s).is_err() {
+                eprintln!("error: invalid --since {s:?} (expected e.g. 10m, 30s)");
+                return ExitCode::from(2);
+            }
+        }
+        if is_error || json_out {
+            return print_reply(name_of(&cmd), &reply, json_out, is_error);
+        }
+        let last = print_log_lines(name, reply["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+        if let (true, Some(sub)) = (*follow, live) {
+            let _ = stream;
+            return follow_logs(sub, name, last).await;
+        }
+        return ExitCode::SUCCESS;
+    }
     if let ControlCommand::Listen { topics, count, .. } = &cmd {
         if is_error {
             return print_reply(name, &reply, json_out, true);
@@ -233,6 +296,78 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
         return listen(&reply, topics, *count).await;
     }
     print_reply(name, &reply, json_out, is_error)
+}
+
+fn name_of(cmd: &ControlCommand) -> &'static str {
+    request(cmd).0
+}
+
+/// Prints `watcher[pid] | line` (stderr lines marked); returns the newest time.
+fn print_log_lines(watcher: &str, lines: &[Value]) -> f64 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut last = 0.0;
+    for l in lines {
+        let mark = if l["stream"] == "stderr" { "!" } else { "|" };
+        let _ = writeln!(
+            out,
+            "{watcher}[{}] {mark} {}",
+            l["pid"],
+            l["line"].as_str().unwrap_or_default()
+        );
+        last = l["time"].as_f64().unwrap_or(last);
+    }
+    let _ = out.flush();
+    last
+}
+
+async fn subscribe_logs(
+    client: &mut Client,
+    watcher: &str,
+    stream: Option<&str>,
+) -> anyhow::Result<Subscriber> {
+    let globals = client
+        .call("globaloptions", Map::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pubsub = globals
+        .pointer("/options/pubsub_endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow::anyhow!("the daemon did not say where its pubsub endpoint is"))?;
+    let topic = match stream {
+        Some(s) => format!("logs.{}.{s}", watcher.to_lowercase()),
+        None => format!("logs.{}.", watcher.to_lowercase()),
+    };
+    Subscriber::connect(pubsub, std::slice::from_ref(&topic))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {pubsub}: {e:#}"))
+}
+
+async fn follow_logs(mut sub: Subscriber, watcher: &str, after: f64) -> ExitCode {
+    let mut seqs: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    loop {
+        match sub.next().await {
+            Ok((topic, v)) => {
+                if v["time"].as_f64().unwrap_or(0.0) <= after {
+                    continue;
+                }
+                if let Some(seq) = v["seq"].as_u64() {
+                    let prev = seqs.insert(topic.clone(), seq);
+                    if let Some(p) = prev.filter(|p| seq > p + 1) {
+                        eprintln!(
+                            "[ringmaster: {} lines of {topic} missed: this follower was too slow]",
+                            seq - p - 1
+                        );
+                    }
+                }
+                print_log_lines(watcher, std::slice::from_ref(&v));
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(EXIT_TRANSPORT);
+            }
+        }
+    }
 }
 
 fn print_reply(name: &str, reply: &Value, json_out: bool, is_error: bool) -> ExitCode {

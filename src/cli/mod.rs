@@ -188,6 +188,24 @@ pub enum ControlCommand {
         #[arg(long)]
         waiting: bool,
     },
+    /// Print a watcher's recent output, then follow it live with -f.
+    Logs {
+        name: String,
+        /// stdout or stderr (default: both).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Lines of history to print.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: i64,
+        /// Only lines newer than this (e.g. 10m, 30s, 1h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new lines as they are written.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Reopen every log file (after logrotate moved them); same as SIGUSR1.
+    Reopen,
     /// Stop every watcher and exit the daemon.
     Quit {
         #[arg(long)]

@@ -172,8 +172,9 @@ pub struct WatcherSpec {
     pub max_surge: u32,
     pub max_unavailable: u32,
     pub hooks: BTreeMap<String, HookSpec>,
-    pub stdout_stream: Option<toml::Table>,
-    pub stderr_stream: Option<toml::Table>,
+    pub stdout_stream: crate::streams::StreamConfig,
+    pub stderr_stream: crate::streams::StreamConfig,
+    pub history_lines: Option<usize>,
 }
 
 /// How readiness is decided for a watcher's processes.
@@ -759,6 +760,17 @@ fn resolve_watcher(
         }
     }
 
+    for (kind, sc) in [
+        (crate::streams::StreamKind::Stdout, &wc.stdout_stream),
+        (crate::streams::StreamKind::Stderr, &wc.stderr_stream),
+    ] {
+        if let Some(sc) = sc {
+            if let Err(e) = sc.validate(kind) {
+                r.err(wc.cmd.span(), format!("watcher {name}: {kind}_stream: {e:#}"));
+            }
+        }
+    }
+
     if r.errors.len() > before {
         return None;
     }
@@ -804,8 +816,9 @@ fn resolve_watcher(
         max_surge,
         max_unavailable,
         hooks,
-        stdout_stream: wc.stdout_stream.clone(),
-        stderr_stream: wc.stderr_stream.clone(),
+        stdout_stream: wc.stdout_stream.clone().unwrap_or_default(),
+        stderr_stream: wc.stderr_stream.clone().unwrap_or_default(),
+        history_lines: wc.history_lines,
     })
 }
 

@@ -242,8 +242,12 @@ pub struct WatcherConfig {
     pub max_unavailable: Option<u32>,
     /// Commands run at points of the lifecycle.
     pub hooks: Option<HooksConfig>,
-    pub stdout_stream: Option<toml::Table>,
-    pub stderr_stream: Option<toml::Table>,
+    /// Where stdout goes (docs/logs.md); default: the daemon's stdout, prefixed.
+    pub stdout_stream: Option<crate::streams::StreamConfig>,
+    /// Where stderr goes; default: the daemon's stderr, prefixed.
+    pub stderr_stream: Option<crate::streams::StreamConfig>,
+    /// Lines of output kept in memory for `ringmaster logs` (default: [ringmaster] history_lines).
+    pub history_lines: Option<usize>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub struct Inner {
     pub globals: Globals,
     pub events: Events,
     pub started: SystemTime,
+    pub hub: crate::streams::LogHub,
     pub config: Rc<RefCell<Config>>,
 }
 

@@ -6,6 +6,7 @@ use crate::events::Events;
 use crate::readiness::notify::{Notify, NotifyRouter};
 use crate::readiness::probe;
 use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
+use crate::streams::{StreamKind, WatcherLogs};
 use actix::prelude::*;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -90,7 +91,11 @@ pub struct DetachSlot;
 /// Use a new spec (and sockets) for the next spawns.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct UpdateSlotSpec(pub Arc<WatcherSpec>, pub Arc<Vec<InheritedSocket>>);
+pub struct UpdateSlotSpec(
+    pub Arc<WatcherSpec>,
+    pub Arc<Vec<InheritedSocket>>,
+    pub WatcherLogs,
+);
 
 /// Stop gracefully; resolves once the process and its whole group are gone.
 #[derive(Message)]
@@ -133,6 +138,7 @@ pub struct ProcessActor {
     sockets: Arc<Vec<InheritedSocket>>,
     watcher: Recipient<SlotReport>,
     events: Events,
+    logs: WatcherLogs,
     life: Lifecycle,
     started_at: Option<Instant>,
     started_wall: Option<SystemTime>,
@@ -165,6 +171,7 @@ impl ProcessActor {
         sockets: Arc<Vec<InheritedSocket>>,
         watcher: Recipient<SlotReport>,
         events: Events,
+        logs: WatcherLogs,
     ) -> Self {
         ProcessActor {
             wid,
@@ -173,6 +180,7 @@ impl ProcessActor {
             sockets,
             watcher,
             events,
+            logs,
             life: Lifecycle::default(),
             started_at: None,
             started_wall: None,
@@ -382,12 +390,12 @@ impl ProcessActor {
         let out = if self.spec.close_child_stdout {
             Output::Null
         } else {
-            Output::Inherit
+            Output::Pipe
         };
         let err = if self.spec.close_child_stderr {
             Output::Null
         } else {
-            Output::Inherit
+            Output::Pipe
         };
         let owner = ctx.address().recipient::<Exited>();
         let mut extra = Vec::new();
@@ -411,6 +419,13 @@ impl ProcessActor {
         match spawn::spawn(&self.spec, self.wid, &self.sockets, out, err, &extra, owner) {
             Ok(sp) => {
                 let pid = sp.pid;
+                // The log thread reads each pipe to EOF, so a dying process loses no line.
+                if let Some(fd) = sp.stdout {
+                    drop(self.logs.capture(fd, pid as u32, self.wid, StreamKind::Stdout));
+                }
+                if let Some(fd) = sp.stderr {
+                    drop(self.logs.capture(fd, pid as u32, self.wid, StreamKind::Stderr));
+                }
                 if let Some(r) = notify {
                     r.register(pid, ctx.address().recipient());
                 }
@@ -653,6 +668,7 @@ impl Handler<UpdateSlotSpec> for ProcessActor {
     fn handle(&mut self, m: UpdateSlotSpec, _: &mut Self::Context) {
         self.spec = m.0;
         self.sockets = m.1;
+        self.logs = m.2;
     }
 }
 

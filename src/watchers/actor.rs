@@ -6,6 +6,7 @@ use crate::processes::{
     SlotReport, StartSlot, StopSlot, UpdateSlotSpec, WaitReady,
 };
 use crate::sockets::SocketInfo;
+use crate::streams::WatcherLogs;
 use actix::prelude::*;
 use futures::future::join_all;
 use serde_json::json;
@@ -56,6 +57,7 @@ pub struct WatcherActor {
     numprocesses: u32,
     state: WatcherState,
     events: Events,
+    logs: WatcherLogs,
     /// Bumped on every start/stop so a delayed spawn of an old start is dropped.
     generation: u64,
 }
@@ -89,7 +91,7 @@ fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket
 }
 
 impl WatcherActor {
-    pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events) -> Self {
+    pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events, logs: WatcherLogs) -> Self {
         let (inh, fds) = inherited(&spec, sockets);
         WatcherActor {
             numprocesses: spec.numprocesses,
@@ -100,6 +102,7 @@ impl WatcherActor {
             retiring: Default::default(),
             state: WatcherState::Stopped,
             events,
+            logs,
             generation: 0,
         }
     }
@@ -129,6 +132,7 @@ impl WatcherActor {
             self.sockets.clone(),
             ctx.address().recipient(),
             self.events.clone(),
+            self.logs.clone(),
         );
         let id = actor.slot_id;
         let addr = actor.start();
@@ -551,6 +555,8 @@ impl Handler<KillProcesses> for WatcherActor {
 pub struct UpdateSpec {
     pub spec: WatcherSpec,
     pub sockets: Option<Vec<SocketInfo>>,
+    /// New log destinations (when the stream config changed).
+    pub logs: Option<WatcherLogs>,
     pub roll: bool,
 }
 
@@ -562,10 +568,17 @@ impl Handler<UpdateSpec> for WatcherActor {
             self.sockets = Arc::new(inh);
             self.fds = fds;
         }
+        if let Some(l) = m.logs {
+            self.logs = l;
+        }
         let spec = Arc::new(m.spec);
         self.spec = spec.clone();
         for s in self.slots.values() {
-            s.addr.do_send(UpdateSlotSpec(spec.clone(), self.sockets.clone()));
+            s.addr.do_send(UpdateSlotSpec(
+                spec.clone(),
+                self.sockets.clone(),
+                self.logs.clone(),
+            ));
         }
         self.publish("updated", json!({}));
         let resize = self.numprocesses != spec.numprocesses;
@@ -785,9 +798,7 @@ impl Handler<SlotReport> for WatcherActor {
                     s.pid = None;
                 }
                 // respawn = false: the watcher stops when its last process is gone.
-                if !self.spec.respawn
-                    && self.state == WatcherState::Active
-                    && self.slots.values().all(|s| s.pid.is_none())
+                if !self.spec.respawn && self.state.running() && self.slots.values().all(|s| s.pid.is_none())
                 {
                     self.set_state(WatcherState::Stopped);
                     self.publish("stop", json!({}));

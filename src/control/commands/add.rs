@@ -37,7 +37,8 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
             .map_err(CommandError::message)?
     };
     let socks = crate::arbiter::socket_infos(&ctx.sockets);
-    let entry = new_watcher(spec, &socks, &ctx.events);
+    let entry = new_watcher(spec, &socks, &ctx.events, &ctx.hub)
+        .map_err(|e| CommandError::message(format!("{e:#}")))?;
     ctx.registry.borrow_mut().insert(key.clone(), entry.clone());
     ctx.events
         .watcher(&key, "add", json!({"time": crate::watchers::now_f64()}));

@@ -12,12 +12,14 @@ mod kill;
 mod list;
 mod listen;
 mod listsockets;
+mod logs;
 mod numprocesses;
 mod numwatchers;
 mod options;
 mod quit;
 mod reload;
 mod reloadconfig;
+mod reopen;
 mod restart;
 mod rm;
 mod set;
@@ -38,7 +40,9 @@ pub type Reply = Result<Map<String, Value>, CommandError>;
 pub use reloadconfig::reload_config;
 
 /// SIGUSR1 / `reopen`: reopen every log file (after logrotate).
-pub fn reopen_logs(_ctx: &Ctx) {}
+pub fn reopen_logs(ctx: &Ctx) {
+    ctx.hub.reopen_all();
+}
 
 /// Every command name, for `ringmaster` completion and docs.
 pub const COMMANDS: &[&str] = &[
@@ -52,12 +56,14 @@ pub const COMMANDS: &[&str] = &[
     "list",
     "listen",
     "listsockets",
+    "logs",
     "numprocesses",
     "numwatchers",
     "options",
     "quit",
     "reload",
     "reloadconfig",
+    "reopen",
     "restart",
     "rm",
     "set",
@@ -81,12 +87,14 @@ pub fn dispatch(ctx: Ctx, req: Request) -> LocalBoxFuture<'static, Reply> {
         "list" => Box::pin(list::execute(ctx, p)),
         "listen" => Box::pin(listen::execute(ctx, p)),
         "listsockets" => Box::pin(listsockets::execute(ctx, p)),
+        "logs" => Box::pin(logs::execute(ctx, p)),
         "numprocesses" => Box::pin(numprocesses::execute(ctx, p)),
         "numwatchers" => Box::pin(numwatchers::execute(ctx, p)),
         "options" => Box::pin(options::execute(ctx, p)),
         "quit" => Box::pin(quit::execute(ctx, p)),
         "reload" => Box::pin(reload::execute(ctx, p)),
         "reloadconfig" => Box::pin(reloadconfig::execute(ctx, p)),
+        "reopen" => Box::pin(reopen::execute(ctx, p)),
         "restart" => Box::pin(restart::execute(ctx, p)),
         "rm" => Box::pin(rm::execute(ctx, p)),
         "set" => Box::pin(set::execute(ctx, p)),

@@ -98,17 +98,24 @@ pub async fn reload_config(ctx: Ctx, dry_run: bool) -> Result<Plan, CommandError
     *ctx.config.borrow_mut() = new.clone();
 
     // 3. Watchers.
-    let mut work = Vec::new();
+    let mut errors = Vec::new();
+    let mut work: Vec<futures::future::LocalBoxFuture<'static, ()>> = Vec::new();
     for name in &plan.watchers_added {
         if let Some(spec) = new.watchers.iter().find(|w| &w.name == name) {
-            let e = new_watcher(spec.clone(), &infos, &ctx.events);
+            let e = match new_watcher(spec.clone(), &infos, &ctx.events, &ctx.hub) {
+                Ok(e) => e,
+                Err(err) => {
+                    errors.push(format!("{err:#}"));
+                    continue;
+                }
+            };
             ctx.registry.borrow_mut().insert(e.name.clone(), e.clone());
             ctx.events
                 .watcher(name, "add", json!({"time": crate::watchers::now_f64()}));
             if e.autostart {
                 work.push(Box::pin(async move {
                     let _ = e.addr.send(StartWatcher).await;
-                }) as futures::future::LocalBoxFuture<'static, ()>);
+                }));
             }
         }
     }
@@ -117,18 +124,48 @@ pub async fn reload_config(ctx: Ctx, dry_run: bool) -> Result<Plan, CommandError
             w.addr.do_send(UpdateSpec {
                 spec: spec.clone(),
                 sockets: None,
+                logs: None,
                 roll: false,
             });
             w.addr.do_send(SetNumProcesses(*to));
         }
     }
-    let mut errors = Vec::new();
     let mut rolls = Vec::new();
     for name in &plan.watchers_changed {
         if let (Ok(w), Some(spec)) = (ctx.watcher(name), new.watchers.iter().find(|w| &w.name == name)) {
+            // New log destinations: open them now; the old ones close once unused.
+            let same_logs = old.watchers.iter().find(|o| &o.name == name).is_some_and(|o| {
+                o.stdout_stream == spec.stdout_stream
+                    && o.stderr_stream == spec.stderr_stream
+                    && o.history_lines == spec.history_lines
+            });
+            let logs = if same_logs {
+                None
+            } else {
+                let history = spec
+                    .history_lines
+                    .unwrap_or_else(|| ctx.hub.default_history_lines());
+                match ctx
+                    .hub
+                    .add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)
+                {
+                    Ok(l) => {
+                        if let Some(e) = ctx.registry.borrow_mut().get_mut(&w.name) {
+                            let old_logs = std::mem::replace(&mut e.logs, l.clone());
+                            actix::spawn(async move { old_logs.close().await });
+                        }
+                        Some(l)
+                    }
+                    Err(e) => {
+                        errors.push(format!("{e:#}"));
+                        None
+                    }
+                }
+            };
             let msg = UpdateSpec {
                 spec: spec.clone(),
                 sockets: Some(infos.clone()),
+                logs,
                 roll: true,
             };
             rolls.push(async move { w.addr.send(msg).await });
@@ -141,6 +178,7 @@ pub async fn reload_config(ctx: Ctx, dry_run: bool) -> Result<Plan, CommandError
                 .watcher(name, "remove", json!({"time": crate::watchers::now_f64()}));
             work.push(Box::pin(async move {
                 let _ = w.addr.send(StopWatcher).await;
+                w.logs.close().await;
             }));
         }
     }

@@ -14,13 +14,14 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     ctx.registry.borrow_mut().remove(&w.name);
     ctx.events
         .watcher(&w.name, "remove", json!({"time": crate::watchers::now_f64()}));
-    let addr = w.addr;
+    let (addr, logs) = (w.addr, w.logs);
     maybe_wait(waiting, async move {
         if nostop {
             let _ = addr.send(Forget).await;
         } else {
             let _ = addr.send(StopWatcher).await;
         }
+        logs.close().await;
     })
     .await;
     Ok(Map::new())

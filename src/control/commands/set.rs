@@ -135,6 +135,7 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
             addr.send(UpdateSpec {
                 spec,
                 sockets: None,
+                logs: None,
                 roll: reload,
             })
             .await

@@ -115,14 +115,8 @@ pub fn options_of(spec: &WatcherSpec, numprocesses: u32) -> Map<String, Value> {
         ("shell_args", json!(spec.shell_args)),
         ("singleton", json!(spec.singleton)),
         ("sockets", json!(spec.sockets)),
-        (
-            "stderr_stream_conf",
-            spec.stderr_stream.as_ref().map_or(Value::Null, |t| json!(t)),
-        ),
-        (
-            "stdout_stream_conf",
-            spec.stdout_stream.as_ref().map_or(Value::Null, |t| json!(t)),
-        ),
+        ("stderr_stream_conf", json!(spec.stderr_stream)),
+        ("stdout_stream_conf", json!(spec.stdout_stream)),
         ("stop_children", json!(true)),
         ("stop_signal", json!(spec.stop_signal.0)),
         ("uid", ident(&spec.uid)),
