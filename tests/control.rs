@@ -4,27 +4,8 @@
 mod common;
 use common::*;
 use ringmaster::control::client::{Client, Subscriber};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn endpoint(d: &Daemon) -> String {
-    format!("ipc://{}/ringmaster/control.sock", d.dir.path().display())
-}
-
-fn pubsub(d: &Daemon) -> String {
-    format!("ipc://{}/ringmaster/pubsub.sock", d.dir.path().display())
-}
-
-fn props(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
 
 async fn call(c: &mut Client, cmd: &str, p: Value) -> Value {
     c.call(cmd, props(p))

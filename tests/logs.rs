@@ -10,17 +10,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn endpoint(d: &Daemon) -> String {
-    format!("ipc://{}/ringmaster/control.sock", d.dir.path().display())
-}
-
 #[test]
 fn daemon_stopped_mid_burst_loses_no_line() {
     let mut d = Daemon::start(

@@ -4,32 +4,12 @@
 
 mod common;
 use common::*;
-use ringmaster::control::client::Client;
-use serde_json::{json, Map, Value};
+
+use serde_json::json;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn endpoint(d: &Daemon) -> String {
-    format!("ipc://{}/ringmaster/control.sock", d.dir.path().display())
-}
-
-fn call(d: &Daemon, cmd: &str, p: Value) -> Value {
-    let ep = endpoint(d);
-    rt().block_on(async move {
-        let mut c = Client::connect(&ep, secs(60)).await.unwrap();
-        let props: Map<String, Value> = p.as_object().cloned().unwrap_or_default();
-        c.call(cmd, props).await.unwrap()
-    })
-}
 
 /// Sends one request per connection, as fast as it can, until stopped
 /// (bounded: at most 60 s and 200,000 requests); records answers and failures.

@@ -302,3 +302,35 @@ pub fn secs(s: u64) -> Duration {
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
+
+/// A current-thread runtime for the async ZeroMQ client.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The daemon's default control endpoint (XDG_RUNTIME_DIR is its temp dir).
+pub fn endpoint(d: &Daemon) -> String {
+    format!("ipc://{}/ringmaster/control.sock", d.dir.path().display())
+}
+
+pub fn pubsub(d: &Daemon) -> String {
+    format!("ipc://{}/ringmaster/pubsub.sock", d.dir.path().display())
+}
+
+pub fn props(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// One request on a fresh connection; returns the whole reply.
+pub fn call(d: &Daemon, cmd: &str, p: Value) -> Value {
+    let ep = endpoint(d);
+    rt().block_on(async move {
+        let mut c = ringmaster::control::client::Client::connect(&ep, secs(60))
+            .await
+            .expect("connect");
+        c.call(cmd, props(p)).await.expect("call")
+    })
+}
