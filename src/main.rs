@@ -28,6 +28,32 @@ fn main() -> ExitCode {
             }
             None => ExitCode::from(1),
         },
+        Command::Convert { config } => match ringmaster::config::circus_ini::convert(&config) {
+            Ok(c) => {
+                use ringmaster::config::circus_ini::Severity;
+                let mut failed = false;
+                for d in &c.diagnostics {
+                    let what = if d.severity == Severity::Error {
+                        "error"
+                    } else {
+                        "warning"
+                    };
+                    failed |= d.severity == Severity::Error;
+                    eprintln!("{what}: {}: {}", d.location, d.message);
+                }
+                println!("# Converted from {} by `ringmaster convert`.", config.display());
+                print!("{}", ringmaster::config::circus_ini::to_toml_string(&c.table));
+                if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ringmaster", &mut std::io::stdout());
             ExitCode::SUCCESS

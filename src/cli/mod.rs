@@ -57,6 +57,8 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Print the TOML equivalent of a Circus ini file (warnings on stderr).
+    Convert { config: PathBuf },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).

@@ -52,9 +52,11 @@ impl ConfigError {
 
     /// An error with a location but no source excerpt (ini files, I/O).
     pub fn plain(location: impl Into<String>, message: impl Into<String>) -> Self {
+        let location = location.into();
+        // Without a source excerpt the location must be part of the message.
         ConfigError {
-            message: message.into(),
-            location: location.into(),
+            message: format!("{location}: {}", message.into()),
+            location,
             src: None,
             span: None,
             label: String::new(),
@@ -80,7 +82,12 @@ impl ConfigError {
 
     /// Every error on its own line: `file:line:col: message`.
     pub fn one_line_each(&self) -> Vec<String> {
-        let mut out = vec![format!("{}: {}", self.location, self.message)];
+        let first = if self.message.starts_with(&self.location) {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.location, self.message)
+        };
+        let mut out = vec![first];
         for r in &self.related {
             out.extend(r.one_line_each());
         }

@@ -6,8 +6,10 @@
 // miette; boxing them would only add noise at every `?`.
 #![allow(clippy::result_large_err)]
 
+pub mod circus_ini;
 pub mod duration;
 pub mod error;
+pub mod ini;
 pub mod model;
 pub mod plan;
 pub mod signal;
@@ -245,10 +247,56 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<Config, ConfigError> 
 }
 
 fn load_ini(path: &Path) -> Result<Config, ConfigError> {
-    Err(ConfigError::plain(
-        path.display().to_string(),
-        "circus.ini files are not supported yet",
-    ))
+    use circus_ini::Severity;
+    let converted = circus_ini::convert(path).map_err(|e| match e {
+        ini::IniError::Syntax(errs) => ConfigError::many(
+            errs.iter()
+                .map(|s| ConfigError::plain(s.location.to_string(), s.message.clone()))
+                .collect(),
+        )
+        .unwrap_or_else(|| ConfigError::plain(path.display().to_string(), "syntax error")),
+        other => ConfigError::plain(path.display().to_string(), other.to_string()),
+    })?;
+    let errors: Vec<ConfigError> = converted
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| ConfigError::plain(d.location.to_string(), d.message.clone()))
+        .collect();
+    if let Some(e) = ConfigError::many(errors) {
+        return Err(e);
+    }
+    let text = circus_ini::to_toml_string(&converted.table);
+    // Checked as TOML; an error is reported at the ini line the key came from.
+    let mut cfg = load_toml_str(path, &text).map_err(|e| {
+        let located: Vec<ConfigError> = e
+            .one_line_each()
+            .into_iter()
+            .map(|line| {
+                let msg = line
+                    .split_once(": ")
+                    .map_or(line.as_str(), |(_, m)| m)
+                    .to_string();
+                let key = msg.split(':').next().unwrap_or_default().trim().to_string();
+                let loc = converted
+                    .provenance
+                    .iter()
+                    .filter(|(k, _)| key.starts_with(k.as_str()))
+                    .max_by_key(|(k, _)| k.len())
+                    .map_or_else(|| path.display().to_string(), |(_, l)| l.to_string());
+                ConfigError::plain(loc, msg)
+            })
+            .collect();
+        ConfigError::many(located).unwrap_or(e)
+    })?;
+    cfg.warnings.extend(
+        converted
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| format!("{}: {}", d.location, d.message)),
+    );
+    Ok(cfg)
 }
 
 /// Parses and validates TOML text; `path` is used in messages.

@@ -1,0 +1,927 @@
+//! Circus's ini dialect, read the way `circus.util.StrictConfigParser` and
+//! `circus.config.read_config` read it (Circus 0.19), so that an existing
+//! `circus.ini` means exactly what it meant under circusd.
+//!
+//! We do not use `rust-ini`: it keeps inline `; comments` in values, breaks on
+//! `rem` lines, keeps duplicate sections apart and has no line numbers.
+//!
+//! Rules (each mirrors a line of `StrictConfigParser._read`):
+//! * Lines end at `\n`, `\r\n` or a lone `\r` (Python's universal newlines).
+//! * A blank line, or a line whose *first character* is `#` or `;`, is a comment.
+//!   So is a line whose first word is `rem` in any case (`rem = 1` too), when
+//!   the line starts with `r`/`R`.
+//! * A line starting with whitespace continues the previous key's value: it is
+//!   stripped and appended after a `\n` (so an indented `# x` is *not* a comment).
+//! * `[anything]` starts a section; the name runs to the *last* `]` of the line,
+//!   unstripped. A section seen again (in any file) continues the first one.
+//! * Otherwise the line is `key = value` or `key: value`, split at the first
+//!   `=` or `:`. Keys keep their case. Only the first `;` of a value is looked
+//!   at: it starts a comment when the character before it is whitespace (at
+//!   index 0, Python's `value[-1]`, the value's last character, is checked).
+//!   `""` is the empty string.
+//! * A key already set in the section keeps its first value. Continuation
+//!   lines after such a duplicate still extend the *first* value when it comes
+//!   from the same file (Circus appends to the same list); Circus crashes when
+//!   it comes from an earlier file, so there we ignore them with a warning.
+//! * `[DEFAULT]` keys show through in every section that lacks them.
+//! * `[circus] include` / `include_dir` are read from the main file only (no
+//!   recursion), expanded against the process environment, and resolved
+//!   against the main file's directory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where something was written: the file and 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl Location {
+    pub fn new(file: impl Into<PathBuf>, line: usize) -> Self {
+        Location {
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A problem that stops the file from being read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IniError {
+    #[error("{}: cannot read the configuration file: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", join_lines(.0))]
+    Syntax(Vec<SyntaxError>),
+}
+
+/// One line that is neither a section, a `key = value`, a comment nor a
+/// continuation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+fn join_lines(errors: &[SyntaxError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Something the reader accepted but the user should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub location: Location,
+    pub message: String,
+}
+
+/// `key = value`, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub location: Location,
+    /// 1-based column (in characters) where the value starts on its first line.
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The header text between the brackets, exactly as written.
+    pub name: String,
+    /// The first header that opened it.
+    pub location: Location,
+    pub entries: Vec<Entry>,
+}
+
+impl Section {
+    fn new(name: String, location: Location) -> Self {
+        Section {
+            name,
+            location,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// Every file read, merged as Circus merges them.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    sections: Vec<Section>,
+    defaults: Option<Section>,
+    /// Files read, in order (the main file first).
+    pub files: Vec<PathBuf>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Circus's `DEFAULTSECT`.
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+
+impl Document {
+    /// Sections other than `[DEFAULT]`, in order of first appearance.
+    pub fn sections(&self) -> impl Iterator<Item = &Section> {
+        self.sections.iter()
+    }
+
+    /// The `[DEFAULT]` section, if the files have one.
+    pub fn defaults_section(&self) -> Option<&Section> {
+        self.defaults.as_ref()
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// A section's entries followed by the `[DEFAULT]` entries it does not
+    /// override (RawConfigParser.items).
+    pub fn items<'a>(&'a self, section: &'a Section) -> impl Iterator<Item = &'a Entry> + 'a {
+        let defaults = self
+            .defaults
+            .iter()
+            .flat_map(|d| d.entries.iter())
+            .filter(move |d| section.get(&d.key).is_none());
+        section.entries.iter().chain(defaults)
+    }
+
+    /// One key of a section, falling back to `[DEFAULT]` (RawConfigParser.get).
+    pub fn get(&self, section: &str, key: &str) -> Option<&Entry> {
+        let s = self.section(section)?;
+        s.get(key)
+            .or_else(|| self.defaults.as_ref().and_then(|d| d.get(key)))
+    }
+
+    /// Reads one file into the document, merging with what is already there.
+    /// Syntax errors are appended to `errors` and reading goes on, so that a
+    /// user sees every bad line at once.
+    pub fn read_str(&mut self, text: &str, file: &Path, errors: &mut Vec<SyntaxError>) {
+        // Circus opens files as UTF-8 text, where a BOM would make line 1 bogus.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        self.files.push(file.to_path_buf());
+        let mut cursect: Option<Cursor> = None;
+        // The key continuation lines extend: (entry, whether it is still open).
+        let mut optname: Option<Continuation> = None;
+        for (i, line) in universal_lines(text).enumerate() {
+            let lineno = i + 1;
+            let loc = || Location::new(file, lineno);
+            if line.chars().all(py_space) {
+                continue;
+            }
+            let first = line.chars().next().unwrap_or(' ');
+            if first == '#' || first == ';' {
+                continue;
+            }
+            if (first == 'r' || first == 'R')
+                && line
+                    .split(py_space)
+                    .next()
+                    .is_some_and(|w| w.to_lowercase() == "rem")
+            {
+                continue;
+            }
+            if py_space(first) && cursect.is_some() {
+                if let Some(cont) = &optname {
+                    let value = line.trim_matches(py_space);
+                    if !value.is_empty() {
+                        self.continue_value(cont, value, loc());
+                    }
+                    continue;
+                }
+            }
+            if let Some(header) = section_header(line) {
+                cursect = Some(self.open_section(header, loc()));
+                optname = None;
+                continue;
+            }
+            let Some(cur) = cursect else {
+                errors.push(SyntaxError {
+                    location: loc(),
+                    message: format!("expected a [section] header before any key, found {:?}", line),
+                });
+                continue;
+            };
+            let Some((key, value, column)) = option_line(line) else {
+                errors.push(SyntaxError {
+                    location: loc(),
+                    message: format!(
+                        "expected `key = value`, `key: value`, a [section] header, a comment \
+                         (#, ; or rem) or an indented continuation line, found {:?}",
+                        line
+                    ),
+                });
+                continue;
+            };
+            let section = self.section_mut(cur);
+            if let Some(idx) = section.entries.iter().position(|e| e.key == key) {
+                let first = &section.entries[idx];
+                let open = first.location.file == file;
+                let message = if open {
+                    format!(
+                        "duplicate key {key:?} in [{}]: the first value (line {}) is kept, as in Circus",
+                        section.name, first.location.line
+                    )
+                } else {
+                    format!(
+                        "key {key:?} in [{}] is already set at {}; a later file cannot override it, as in Circus",
+                        section.name, first.location
+                    )
+                };
+                self.warnings.push(Warning {
+                    location: loc(),
+                    message,
+                });
+                optname = Some(Continuation {
+                    section: cur,
+                    entry: idx,
+                    open,
+                    duplicate_at: Some(lineno),
+                })
+                .filter(|_| !key.is_empty());
+                continue;
+            }
+            section.entries.push(Entry {
+                key,
+                value,
+                location: loc(),
+                column,
+            });
+            let entry = section.entries.len() - 1;
+            optname = Some(Continuation {
+                section: cur,
+                entry,
+                open: true,
+                duplicate_at: None,
+            })
+            // An empty key (`= x`) cannot be continued in Circus: `if optname` is false.
+            .filter(|_| !section.entries[entry].key.is_empty());
+        }
+    }
+
+    fn continue_value(&mut self, cont: &Continuation, value: &str, loc: Location) {
+        if !cont.open {
+            let section = self.section_mut(cont.section);
+            let message = format!(
+                "continuation line ignored: it belongs to a duplicate of {:?} in [{}] (line {}), \
+                 whose value was set by an earlier file",
+                section.entries[cont.entry].key,
+                section.name,
+                cont.duplicate_at.unwrap_or(0)
+            );
+            self.warnings.push(Warning {
+                location: loc,
+                message,
+            });
+            return;
+        }
+        let section = self.section_mut(cont.section);
+        let entry = &mut section.entries[cont.entry];
+        entry.value.push('\n');
+        entry.value.push_str(value);
+    }
+
+    fn open_section(&mut self, name: &str, loc: Location) -> Cursor {
+        if name == DEFAULT_SECTION {
+            self.defaults
+                .get_or_insert_with(|| Section::new(name.to_string(), loc));
+            return Cursor::Defaults;
+        }
+        if let Some(i) = self.sections.iter().position(|s| s.name == name) {
+            return Cursor::Section(i);
+        }
+        self.sections.push(Section::new(name.to_string(), loc));
+        Cursor::Section(self.sections.len() - 1)
+    }
+
+    fn section_mut(&mut self, cur: Cursor) -> &mut Section {
+        match cur {
+            Cursor::Section(i) => &mut self.sections[i],
+            // open_section created it before handing out the cursor
+            Cursor::Defaults => self
+                .defaults
+                .get_or_insert_with(|| Section::new(DEFAULT_SECTION.into(), Location::new("", 0))),
+        }
+    }
+
+    /// Reads one file from disk (see [`Document::read_str`]).
+    pub fn read_file(&mut self, path: &Path, errors: &mut Vec<SyntaxError>) -> Result<(), IniError> {
+        let bytes = std::fs::read(path).map_err(|source| IniError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match String::from_utf8(bytes) {
+            Ok(text) => self.read_str(&text, path, errors),
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+                errors.push(SyntaxError {
+                    location: Location::new(path, line),
+                    message: "the file is not valid UTF-8".to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cursor {
+    Defaults,
+    Section(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Continuation {
+    section: Cursor,
+    entry: usize,
+    open: bool,
+    duplicate_at: Option<usize>,
+}
+
+/// Reads the main file and its includes, as `circus.config.read_config`.
+/// `process_env` is what `$(circus.env.X)` sees in `include` values (Circus
+/// expands them before `[env]` is known).
+pub fn load(path: &Path, process_env: &EnvMap) -> Result<Document, IniError> {
+    let mut doc = Document::default();
+    let mut errors = Vec::new();
+    doc.read_file(path, &mut errors)?;
+
+    let base = path.parent().unwrap_or(Path::new(""));
+    let vars = process_env.folded();
+    let mut patterns: Vec<(String, Location)> = Vec::new();
+    if let Some(e) = doc.get("circus", "include") {
+        for p in vars.expand(&e.value).split_whitespace() {
+            patterns.push((p.to_string(), e.location.clone()));
+        }
+    }
+    if let Some(e) = doc.get("circus", "include_dir") {
+        for d in vars.expand(&e.value).split_whitespace() {
+            patterns.push((format!("{}/*.ini", d.trim_end_matches('/')), e.location.clone()));
+        }
+    }
+
+    let mut includes: Vec<(PathBuf, Location)> = Vec::new();
+    for (pattern, loc) in patterns {
+        let full = if Path::new(&pattern).is_absolute() {
+            PathBuf::from(&pattern)
+        } else {
+            base.join(&pattern)
+        };
+        let full_str = full.to_string_lossy().into_owned();
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            // Python's glob skips dot files unless the pattern names them.
+            require_literal_leading_dot: true,
+        };
+        let matches: Vec<PathBuf> = match glob::glob_with(&full_str, options) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(e) => {
+                doc.warnings.push(Warning {
+                    location: loc.clone(),
+                    message: format!("include pattern {full_str:?} is not a valid glob ({e}); ignored"),
+                });
+                continue;
+            }
+        };
+        if matches.is_empty() {
+            doc.warnings.push(Warning {
+                location: loc.clone(),
+                message: format!(
+                    "include pattern {full_str:?} matches no file (include paths are relative to the \
+                     main config file's directory)"
+                ),
+            });
+        }
+        includes.extend(matches.into_iter().map(|m| (m, loc.clone())));
+    }
+
+    let mut seen: Vec<PathBuf> = vec![canonical(path)];
+    for (file, loc) in includes {
+        let canon = canonical(&file);
+        // Reading a file twice changes nothing (every key would be a duplicate).
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon);
+        if !file.is_file() {
+            doc.warnings.push(Warning {
+                location: loc,
+                message: format!("included path {} is not a file; ignored", file.display()),
+            });
+            continue;
+        }
+        doc.read_file(&file, &mut errors)?;
+    }
+
+    // Circus only looks at the main file's include keys.
+    if let Some(circus) = doc.section("circus") {
+        let main = doc.files.first().cloned().unwrap_or_default();
+        let stray: Vec<Warning> = circus
+            .entries
+            .iter()
+            .filter(|e| (e.key == "include" || e.key == "include_dir") && e.location.file != main)
+            .map(|e| Warning {
+                location: e.location.clone(),
+                message: format!(
+                    "{} in an included file is not followed (Circus reads includes from the main file only)",
+                    e.key
+                ),
+            })
+            .collect();
+        doc.warnings.extend(stray);
+    }
+
+    if errors.is_empty() {
+        Ok(doc)
+    } else {
+        Err(IniError::Syntax(errors))
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Python's `str.isspace`, which also counts the ASCII separators 0x1c-0x1f.
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+fn universal_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.find(['\n', '\r']) {
+            Some(i) => {
+                let line = &rest[..i];
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = "";
+                Some(line)
+            }
+        }
+    })
+}
+
+/// `\[(?P<header>.+)\]` anchored at the start: the name runs to the last `]`.
+fn section_header(line: &str) -> Option<&str> {
+    let inner = line.strip_prefix('[')?;
+    let close = inner.rfind(']')?;
+    (close > 0).then(|| &inner[..close])
+}
+
+/// `(?P<option>.*?)\s*(?P<vi>=|:)\s*(?P<value>.*)$`, then Circus's inline
+/// comment and `""` handling. Returns (key, value, value column).
+fn option_line(line: &str) -> Option<(String, String, usize)> {
+    let delim = line.find(['=', ':'])?;
+    let key = line[..delim].trim_end_matches(py_space).to_string();
+    let after = &line[delim + 1..];
+    let raw = after.trim_start_matches(py_space);
+    let column = line[..line.len() - raw.len()].chars().count() + 1;
+    let mut value = raw;
+    if let Some(pos) = value.find(';') {
+        let before = if pos == 0 {
+            value.chars().last()
+        } else {
+            value[..pos].chars().last()
+        };
+        if before.is_some_and(py_space) {
+            value = &value[..pos];
+        }
+    }
+    let value = value.trim_matches(py_space);
+    let value = if value == "\"\"" { "" } else { value };
+    Some((key, value.to_string(), column))
+}
+
+/// An environment with Python dict semantics: insertion order is kept and
+/// re-assigning a key keeps its original position. The order matters because
+/// `$(circus.env.X)` folds names to lower case and the last one wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvMap {
+    entries: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+}
+
+impl EnvMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The daemon's own environment (names or values that are not UTF-8 are
+    /// converted lossily, as Python's surrogateescape would not round-trip
+    /// them into a TOML file either).
+    pub fn from_process() -> Self {
+        std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push((key, value));
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.index.get(key).map(|&i| self.entries[i].1.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The case-insensitive view that `$(circus.env.X)` uses.
+    pub fn folded(&self) -> FoldedEnv {
+        let mut map = HashMap::with_capacity(self.entries.len());
+        for (k, v) in &self.entries {
+            map.insert(k.to_lowercase(), v.clone());
+        }
+        FoldedEnv(map)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EnvMap {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut env = EnvMap::new();
+        for (k, v) in iter {
+            env.insert(k, v);
+        }
+        env
+    }
+}
+
+/// Environment names folded to lower case, for `$(circus.env.X)`.
+#[derive(Debug, Clone, Default)]
+pub struct FoldedEnv(HashMap<String, String>);
+
+impl FoldedEnv {
+    /// Replaces `$(circus.env.NAME)` and `((circus.env.NAME))` (any case) with
+    /// the variable's value; unknown names are left as written, as Circus
+    /// leaves them for its later substitution passes.
+    pub fn expand(&self, value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while !rest.is_empty() {
+            if let Some((len, name)) = circus_var_at(rest) {
+                let key = name.to_lowercase();
+                // `$(circus.circus.env.x)` is how Circus spells the full key; mirror it.
+                let full = if key.starts_with("circus") {
+                    key
+                } else {
+                    format!("circus.{key}")
+                };
+                match full.strip_prefix("circus.env.").and_then(|n| self.0.get(n)) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[..len]),
+                }
+                rest = &rest[len..];
+                continue;
+            }
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                out.push(c);
+            }
+            rest = chars.as_str();
+        }
+        out
+    }
+}
+
+/// Matches `\$\(circus\.([\w.-]+)\)` or `\(\(circus\.([\w.-]+)\)\)` (case-
+/// insensitive prefix) at the start of `s`: (matched length, captured name).
+fn circus_var_at(s: &str) -> Option<(usize, &str)> {
+    let (open, close) = if s.starts_with("$(") {
+        ("$(", ")")
+    } else if s.starts_with("((") {
+        ("((", "))")
+    } else {
+        return None;
+    };
+    let body = &s[open.len()..];
+    let prefix = body.get(..7)?;
+    if !prefix.eq_ignore_ascii_case("circus.") {
+        return None;
+    }
+    let name_part = &body[7..];
+    let name_len: usize = name_part
+        .chars()
+        .take_while(|&c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+        .map(char::len_utf8)
+        .sum();
+    if name_len == 0 || !name_part[name_len..].starts_with(close) {
+        return None;
+    }
+    Some((open.len() + 7 + name_len + close.len(), &name_part[..name_len]))
+}
+
+/// Circus's env-value substitution (`util.parse_env_dict`): each `$NAME`
+/// matching `\$[A-Z]+[A-Z0-9_]*` becomes `lookup(NAME)`, or "" when unset.
+/// Returns the new value and the names that were unset.
+pub fn expand_dollar_upper(value: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(value.len());
+    let mut unset = Vec::new();
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1].is_ascii_uppercase() {
+            let start = i + 1;
+            let mut end = start + 1;
+            while end < bytes.len()
+                && (bytes[end].is_ascii_uppercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
+            {
+                end += 1;
+            }
+            out.push_str(&value[copied..i]);
+            let name = &value[start..end];
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => unset.push(name.to_string()),
+            }
+            i = end;
+            copied = end;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&value[copied..]);
+    (out, unset)
+}
+
+/// Python's `fnmatch.fnmatchcase` (POSIX `fnmatch` does not fold case):
+/// `*`, `?`, `[seq]`, `[!seq]`; an unclosed `[` is a literal.
+pub fn fnmatch(name: &str, pattern: &str) -> bool {
+    let name: Vec<char> = name.chars().collect();
+    let pat = compile_fnmatch(pattern);
+    match_tokens(&pat, &name)
+}
+
+#[derive(Debug)]
+enum Tok {
+    Star,
+    Any,
+    Char(char),
+    Set { negate: bool, items: Vec<(char, char)> },
+}
+
+fn compile_fnmatch(pattern: &str) -> Vec<Tok> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let c = p[i];
+        i += 1;
+        match c {
+            '*' => {
+                if !matches!(out.last(), Some(Tok::Star)) {
+                    out.push(Tok::Star);
+                }
+            }
+            '?' => out.push(Tok::Any),
+            '[' => {
+                let mut j = i;
+                if j < p.len() && p[j] == '!' {
+                    j += 1;
+                }
+                if j < p.len() && p[j] == ']' {
+                    j += 1;
+                }
+                while j < p.len() && p[j] != ']' {
+                    j += 1;
+                }
+                if j >= p.len() {
+                    out.push(Tok::Char('['));
+                    continue;
+                }
+                let mut body = &p[i..j];
+                i = j + 1;
+                let negate = body.first() == Some(&'!');
+                if negate {
+                    body = &body[1..];
+                }
+                let mut items = Vec::new();
+                let mut k = 0;
+                while k < body.len() {
+                    if k + 2 < body.len() && body[k + 1] == '-' {
+                        // Python drops reversed ranges such as z-a.
+                        if body[k] <= body[k + 2] {
+                            items.push((body[k], body[k + 2]));
+                        }
+                        k += 3;
+                    } else {
+                        items.push((body[k], body[k]));
+                        k += 1;
+                    }
+                }
+                out.push(Tok::Set { negate, items });
+            }
+            other => out.push(Tok::Char(other)),
+        }
+    }
+    out
+}
+
+fn match_tokens(pat: &[Tok], name: &[char]) -> bool {
+    // Iterative wildcard matching with single-star backtracking.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        let step = match pat.get(p) {
+            Some(Tok::Star) => {
+                star = Some((p, n));
+                p += 1;
+                continue;
+            }
+            Some(Tok::Any) => true,
+            Some(Tok::Char(c)) => *c == name[n],
+            Some(Tok::Set { negate, items }) => {
+                let hit = items.iter().any(|&(lo, hi)| lo <= name[n] && name[n] <= hi);
+                hit != *negate
+            }
+            None => false,
+        };
+        if step {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|t| matches!(t, Tok::Star))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Document, Vec<SyntaxError>) {
+        let mut doc = Document::default();
+        let mut errors = Vec::new();
+        doc.read_str(text, Path::new("t.ini"), &mut errors);
+        (doc, errors)
+    }
+
+    fn value<'a>(doc: &'a Document, s: &str, k: &str) -> Option<&'a str> {
+        doc.get(s, k).map(|e| e.value.as_str())
+    }
+
+    #[test]
+    fn option_lines() {
+        assert_eq!(option_line("a = b").map(|o| o.1), Some("b".into()));
+        assert_eq!(
+            option_line("a: b = c").map(|o| (o.0, o.1)),
+            Some(("a".into(), "b = c".into()))
+        );
+        assert_eq!(option_line("a = x ; c").map(|o| o.1), Some("x".into()));
+        assert_eq!(option_line("a = x;c").map(|o| o.1), Some("x;c".into()));
+        assert_eq!(option_line("a = a;b ; c").map(|o| o.1), Some("a;b ; c".into()));
+        assert_eq!(option_line("a = ;x ").map(|o| o.1), Some("".into()));
+        assert_eq!(option_line("a = ;x").map(|o| o.1), Some(";x".into()));
+        assert_eq!(option_line("a = \"\"").map(|o| o.1), Some("".into()));
+        assert_eq!(
+            option_line("a = # not a comment").map(|o| o.1),
+            Some("# not a comment".into())
+        );
+        assert_eq!(option_line("key =   v").map(|o| o.2), Some(9));
+        assert!(option_line("no delimiter").is_none());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(section_header("[a]"), Some("a"));
+        assert_eq!(section_header("[a] ; x]"), Some("a] ; x"));
+        assert_eq!(section_header("[a] trailing"), Some("a"));
+        assert_eq!(section_header("[]"), None);
+        assert_eq!(section_header("[]]"), Some("]"));
+        assert_eq!(section_header(" [a]"), None);
+    }
+
+    #[test]
+    fn comments_continuations_duplicates() {
+        let (doc, errors) = parse(
+            "; c\n# c\nrem c\nREM\n[s]\nrem = 1\nremark = 2\na = 1\n  two\n\n  # three\nb = x\na = 9\n  more\n[s]\nc = 3\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(value(&doc, "s", "rem"), None);
+        assert_eq!(value(&doc, "s", "remark"), Some("2"));
+        assert_eq!(value(&doc, "s", "a"), Some("1\ntwo\n# three\nmore"));
+        assert_eq!(value(&doc, "s", "c"), Some("3"));
+        assert_eq!(doc.warnings.len(), 1);
+        assert_eq!(doc.warnings[0].location.line, 13);
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let (_, errors) = parse("a = 1\n[s]\nok = 1\nbogus\n");
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].location.line, 1);
+        assert_eq!(errors[1].location.line, 4);
+    }
+
+    #[test]
+    fn defaults_show_through() {
+        let (doc, _) = parse("[DEFAULT]\nx = 1\n[s]\ny = 2\n");
+        let s = doc.section("s").unwrap();
+        let keys: Vec<_> = doc.items(s).map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["y", "x"]);
+        assert!(doc.section("DEFAULT").is_none());
+    }
+
+    #[test]
+    fn universal_newlines() {
+        let (doc, errors) = parse("[s]\r\na = 1\rb = 2\r\n  c\n");
+        assert!(errors.is_empty());
+        assert_eq!(value(&doc, "s", "b"), Some("2\nc"));
+        assert_eq!(doc.get("s", "b").unwrap().location.line, 3);
+    }
+
+    #[test]
+    fn circus_env_expansion() {
+        let env: EnvMap = [("HOME", "/h"), ("home", "/lower"), ("X", "x")]
+            .into_iter()
+            .collect();
+        let f = env.folded();
+        assert_eq!(f.expand("$(circus.env.HOME)"), "/lower");
+        assert_eq!(f.expand("$(CIRCUS.ENV.x)/((circus.env.X))"), "x/x");
+        assert_eq!(
+            f.expand("$(circus.wid) $(circus.env.nope)"),
+            "$(circus.wid) $(circus.env.nope)"
+        );
+        assert_eq!(f.expand("$(circus.circus.env.x)"), "x");
+        assert_eq!(f.expand("é$(circus.env.x"), "é$(circus.env.x");
+    }
+
+    #[test]
+    fn dollar_upper() {
+        let look = |n: &str| (n == "PATH").then(|| "/bin".to_string());
+        assert_eq!(expand_dollar_upper("$PATH:/x", look).0, "/bin:/x");
+        assert_eq!(expand_dollar_upper("$path $Path", look).0, "$path ath");
+        let (v, unset) = expand_dollar_upper("a$NOPE_1b", look);
+        assert_eq!(v, "ab");
+        assert_eq!(unset, ["NOPE_1"]);
+        assert_eq!(expand_dollar_upper("$PATHx$", look).0, "/binx$");
+    }
+
+    #[test]
+    fn fnmatch_like_python() {
+        assert!(fnmatch("watcher1", "wat*"));
+        assert!(fnmatch("abc", "a?c"));
+        assert!(fnmatch("a1", "a[0-9]"));
+        assert!(!fnmatch("ab", "a[!b]"));
+        assert!(fnmatch("a[", "a["));
+        assert!(!fnmatch("Web", "web"));
+        assert!(fnmatch("anything", "*"));
+        assert!(fnmatch("a]", "a[]]"));
+        assert!(fnmatch("axxbyyc", "a*b*c"));
+        assert!(!fnmatch("axxbyy", "a*b*c"));
+    }
+}
