@@ -511,7 +511,10 @@ fn cli_status_and_error_exit_codes() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[0].starts_with("WATCHER") && lines[0].contains("PIDS") && lines[0].contains("RESTARTS"),
+        lines[0].starts_with("WATCHER")
+            && lines[0].contains("READY")
+            && lines[0].contains("PIDS")
+            && lines[0].contains("RESTARTS"),
         "{text}"
     );
     assert!(

@@ -48,6 +48,7 @@ fn status_table(details: &[Value]) -> String {
         "WATCHER".to_string(),
         "STATE".into(),
         "PROCS".into(),
+        "READY".into(),
         "PIDS".into(),
         "UPTIME".into(),
         "RESTARTS".into(),
@@ -65,6 +66,7 @@ fn status_table(details: &[Value]) -> String {
             s(&d["name"]),
             s(&d["state"]),
             format!("{}/{}", running.len(), s(&d["numprocesses"])),
+            running.iter().filter(|p| p["ready"] == true).count().to_string(),
             if pids.is_empty() {
                 "-".into()
             } else {

@@ -17,6 +17,7 @@ fn details(st: &WatcherStatus) -> Value {
         .map(|p| {
             json!({
                 "wid": p.wid, "pid": p.pid, "state": p.state, "restarts": p.restarts,
+                "ready": p.ready, "status_text": p.status_text,
                 "uptime": p.started.and_then(|s| now.duration_since(s).ok()).map(|d| d.as_secs_f64()),
             })
         })
