@@ -115,8 +115,13 @@ async fn start(cfg: Config) -> Result<()> {
 
     let hub = LogHub::start(cfg.global.history_lines).context("cannot start the log thread")?;
     let p = publisher.clone();
+    let follows = Arc::new(crate::control::follows::LogFollows::new(cfg.global.publish_logs));
+    let wanted = follows.clone();
     let seqs = std::sync::Mutex::new(std::collections::HashMap::<(String, &'static str), u64>::new());
     hub.set_publish_hook(Box::new(move |r| {
+        if !wanted.wanted(&r.watcher) {
+            return;
+        }
         // `seq` lets a follower see how many lines it missed (PUB drops for slow readers).
         let key = (r.watcher.to_string(), r.stream.as_str());
         let seq = seqs.lock().map_or(0, |mut m| {
@@ -166,6 +171,7 @@ async fn start(cfg: Config) -> Result<()> {
         events,
         started: std::time::SystemTime::now(),
         hub: hub.clone(),
+        follows,
         config,
     }));
     let stats_endpoint = match (&cfg_stats, statsd) {

@@ -136,7 +136,10 @@ fn history_follow_and_pubsub() {
         live.windows(2).all(|w| w[1] == w[0] + 1),
         "live lines in order, none missing or repeated: {live:?}"
     );
-    // A pubsub subscriber sees the live lines with their metadata.
+    // A pubsub subscriber sees the live lines with their metadata, while a
+    // follow lease is held (`logs` with follow = true).
+    let r = call(&d, "logs", json!({"name": "talk", "lines": 0, "follow": true}));
+    assert_eq!(r["status"], "ok");
     let pubsub = format!("ipc://{}/ringmaster/pubsub.sock", d.dir.path().display());
     rt().block_on(async {
         let mut sub = Subscriber::connect(&pubsub, &["logs.talk.stdout".to_string()])

@@ -191,7 +191,7 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
             stream,
             lines,
             since,
-            ..
+            follow,
         } => {
             let since = since
                 .as_deref()
@@ -204,6 +204,7 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
                     ("stream", json!(stream)),
                     ("lines", json!(lines)),
                     ("since", json!(since)),
+                    ("follow", json!(follow)),
                 ]),
             )
         }
@@ -285,7 +286,7 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
         let last = print_log_lines(name, reply["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]));
         if let (true, Some(sub)) = (*follow, live) {
             let _ = stream;
-            return follow_logs(sub, name, last).await;
+            return follow_logs(sub, client, name, last).await;
         }
         return ExitCode::SUCCESS;
     }
@@ -343,10 +344,24 @@ async fn subscribe_logs(
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {pubsub}: {e:#}"))
 }
 
-async fn follow_logs(mut sub: Subscriber, watcher: &str, after: f64) -> ExitCode {
+async fn follow_logs(mut sub: Subscriber, mut client: Client, watcher: &str, after: f64) -> ExitCode {
+    // The daemon publishes a watcher's lines only while someone holds a lease.
+    let renew_every = crate::control::follows::LEASE / 2;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
     let mut seqs: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     loop {
-        match sub.next().await {
+        let next = tokio::select! {
+            n = sub.next() => n,
+            _ = renew.tick() => {
+                let p = props(&[("name", json!(watcher)), ("lines", json!(0)), ("follow", json!(true))]);
+                if let Err(e) = client.call("logs", p).await {
+                    eprintln!("error: cannot renew the follow lease: {e}");
+                    return ExitCode::from(EXIT_TRANSPORT);
+                }
+                continue;
+            }
+        };
+        match next {
             Ok((topic, v)) => {
                 if v["time"].as_f64().unwrap_or(0.0) <= after {
                     continue;

@@ -68,6 +68,7 @@ pub struct GlobalSpec {
     pub pidfile: Option<PathBuf>,
     pub loglevel: Option<String>,
     pub history_lines: usize,
+    pub publish_logs: bool,
     pub debug: bool,
 }
 
@@ -362,6 +363,7 @@ fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigErr
         pidfile: g.pidfile.clone(),
         loglevel: g.loglevel.clone(),
         history_lines: g.history_lines.unwrap_or(1000),
+        publish_logs: g.publish_logs,
         debug: g.debug,
     };
 

@@ -56,6 +56,10 @@ pub struct GlobalConfig {
     pub logoutput: Option<String>,
     /// Lines of output kept in memory per watcher for `ringmaster logs`.
     pub history_lines: Option<usize>,
+    /// Publish every output line on the pubsub socket (`logs.<watcher>.<stream>`),
+    /// even when nobody follows (for log shippers). Default: only while followed.
+    #[serde(default)]
+    pub publish_logs: bool,
     #[serde(default)]
     pub debug: bool,
 }

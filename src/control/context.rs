@@ -27,6 +27,7 @@ pub struct Inner {
     pub events: Events,
     pub started: SystemTime,
     pub hub: crate::streams::LogHub,
+    pub follows: std::sync::Arc<crate::control::follows::LogFollows>,
     pub config: Rc<RefCell<Config>>,
 }
 

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod commands;
 pub mod context;
+pub mod follows;
 pub mod protocol;
 pub mod pubsub;
 pub mod stats_stream;

@@ -4,7 +4,7 @@
 use super::util::one;
 use super::Reply;
 use crate::control::context::Ctx;
-use crate::control::protocol::{prop_f64, prop_int, prop_required_str, prop_str, CommandError};
+use crate::control::protocol::{prop_bool, prop_f64, prop_int, prop_required_str, prop_str, CommandError};
 use crate::streams::{LogRecord, StreamKind};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +38,10 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
         None => None,
     };
     let w = ctx.watcher(&name)?;
+    // `follow`: publish this watcher's lines on the pubsub socket for a while.
+    if prop_bool(&p, "follow")?.unwrap_or(false) {
+        ctx.follows.follow(&w.name, crate::control::follows::LEASE);
+    }
     let lines: Vec<Value> = w
         .logs
         .history(stream, n, since)
