@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, clippy, unit and integration tests (which start
-# the real daemon), and the compatibility suite against the real circusctl.
+# the real daemon), the compatibility suite against the real circusctl, and the
+# worker recipes (uvicorn, gunicorn, a plain Python worker, a Rust listenfd worker).
 # Installs what it needs on a fresh machine: Python tools into .venv from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +15,13 @@ need_python_venv() {
 }
 
 # The compatibility tests drive Ringmaster with Circus's own Python tools.
-if [ ! -x .venv/bin/circusctl ]; then
+# The worker recipes run uvicorn and gunicorn under Ringmaster.
+if ! .venv/bin/python -c 'import circus, uvicorn, gunicorn' >/dev/null 2>&1; then
     need_python_venv
-    echo "== creating .venv with circus==0.19.0 from PyPI"
+    echo "== creating .venv with circus==0.19.0, uvicorn and gunicorn from PyPI"
+    rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0
+    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0 -r config/requirements-workers.txt
 fi
 export RINGMASTER_TEST_VENV="$PWD/.venv"
 
