@@ -718,6 +718,18 @@ impl Handler<GetStatus> for WatcherActor {
     }
 }
 
+/// Just the state (what a plain `status` needs: no fan-out to the processes).
+#[derive(Message)]
+#[rtype(result = "WatcherState")]
+pub struct GetState;
+
+impl Handler<GetState> for WatcherActor {
+    type Result = MessageResult<GetState>;
+    fn handle(&mut self, _: GetState, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state)
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Arc<WatcherSpec>")]
 pub struct GetSpec;

@@ -6,7 +6,7 @@ use super::util::{one, status_of};
 use super::Reply;
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_str};
-use crate::watchers::WatcherStatus;
+use crate::watchers::{GetState, WatcherStatus};
 use serde_json::{json, Map, Value};
 
 fn details(st: &WatcherStatus) -> Value {
@@ -30,15 +30,26 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     match prop_str(&p, "name")? {
         Some(name) => {
             let w = ctx.watcher(&name)?;
+            if !verbose {
+                let state = w.addr.send(GetState).await.map_err(super::util::mailbox)?;
+                return Ok(one("status", json!(state.as_str())));
+            }
             let st = status_of(&w.addr).await?;
             let mut m = one("status", json!(st.state.as_str()));
-            if verbose {
-                m.insert("details".into(), json!([details(&st)]));
-            }
+            m.insert("details".into(), json!([details(&st)]));
             Ok(m)
         }
         None => {
             let all = ctx.all();
+            if !verbose {
+                let states = futures::future::join_all(all.iter().map(|w| w.addr.send(GetState))).await;
+                let mut m = Map::new();
+                for (w, st) in all.iter().zip(states) {
+                    m.insert(w.name.clone(), json!(st.map_err(super::util::mailbox)?.as_str()));
+                }
+                m.sort_keys();
+                return Ok(one("statuses", Value::Object(m)));
+            }
             let states = futures::future::join_all(all.iter().map(|w| status_of(&w.addr))).await;
             let mut m = Map::new();
             let mut names: Vec<(String, String)> = Vec::new();
