@@ -395,6 +395,7 @@ def start_ringmaster(rm_bin, watchers, sockets=None, tag="rm"):
         ]
         if w.get("socket"):
             lines.append('sockets = ["web"]')
+        lines += w.get("extra", [])
         if w.get("stdout"):
             lines += ["", f"[watchers.{w['name']}.stdout_stream]", 'class = "file"',
                       "filename = " + json.dumps(w["stdout"])]

@@ -25,6 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as B  # noqa: E402
 
 SECS = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+# Extra watcher lines for Ringmaster (e.g. a readiness rule), from ROLLING_EXTRA.
+EXTRA = [l for l in os.environ.get("ROLLING_EXTRA", "").split(";") if l]
+ONLY = os.environ.get("ROLLING_ONLY", "")
 RM_BIN = os.environ.get("RINGMASTER_BIN") or os.path.join(B.ROOT, "target", "release", "ringmaster")
 
 SERVERS = {
@@ -85,7 +88,7 @@ def run(server, system, action, close):
     port = B.free_port()
     if system == B.RM and server == "gunicorn":
         argv = [a for a in argv if a not in ("--bind", "fd://$(circus.sockets.web)")]  # LISTEN_FDS
-    w = [{"name": "web", "argv": argv, "n": n, "socket": True}]
+    w = [{"name": "web", "argv": argv, "n": n, "socket": True, "extra": EXTRA}]
     d = B.start_ringmaster(RM_BIN, w, sockets={"web": port}) if system == B.RM else \
         B.start_circus(w, sockets={"web": port}, check_delay=1)
     try:
@@ -113,6 +116,9 @@ def main():
         for server in ("uvicorn", "gunicorn"):
             for system in (B.RM, B.CI):
                 for action in ("steady", "restart", "reload"):
+                    key = f"{server}:{system}:{'close' if close else 'keep-alive'}"
+                    if ONLY and not any(o in key for o in ONLY.split(",")):
+                        continue
                     B.log(f"rolling: {server} {system} {action} {'close' if close else 'keep-alive'}")
                     r = run(server, system, action, close)
                     rows.append((close, server, system, action, r))
