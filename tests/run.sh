@@ -29,5 +29,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo build --examples (the Rust worker recipe runs examples/listenfd_worker)"
+cargo build --locked --examples
 echo "== cargo test"
 cargo test --locked --all-targets "$@"
