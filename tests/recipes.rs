@@ -395,8 +395,9 @@ fn gunicorn_with_bind_fd() {
     check_gunicorn(&config);
 }
 
-/// The compiled example: `cargo test` (and `--all-targets`) builds examples
-/// next to the test binaries, in target/<profile>/examples/.
+/// The compiled example, target/<profile>/examples/NAME, next to the test
+/// binaries' target/<profile>/deps/ (`cargo build --examples` makes it;
+/// `cargo test --all-targets` builds examples only as test harnesses).
 fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
@@ -406,7 +407,7 @@ fn example_bin(name: &str) -> PathBuf {
     let p = profile_dir.join("examples").join(name);
     assert!(
         p.is_file(),
-        "{} is missing: build it with `cargo test --all-targets` (or `cargo build --example {name}`)",
+        "{} is missing: build it with `cargo build --examples` (tests/run.sh does)",
         p.display()
     );
     p
