@@ -187,6 +187,48 @@ cmd = "sleep 1000"
     );
 }
 
+/// Processes that exit the instant they exec: their exit can be reaped
+/// before the spawner thread has handed their pid to the slot. Every one must
+/// still be seen (the restart policy counts them) or the watcher would sit in
+/// "running" with dead pids instead of reaching `failed`.
+#[test]
+fn instant_exits_are_never_lost() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.blink]
+cmd = "true"
+numprocesses = 20
+[watchers.blink.restart]
+initial_delay = "1ms"
+jitter = 0.0
+max_retry = 5
+"#,
+    );
+    d.wait_for("watcher failed", secs(20), |v| {
+        v["message"] == "watcher state" && v["watcher"] == "blink" && v["state"] == "failed"
+    });
+    // Slots still between spawns when the watcher gave up finish theirs;
+    // every pid that was spawned must be reported as exited.
+    let spawned = |d: &Daemon| -> Vec<i64> {
+        d.log
+            .iter()
+            .filter(|v| v["message"] == "spawned" && v["watcher"] == "blink")
+            .filter_map(|v| v["pid"].as_i64())
+            .collect()
+    };
+    let mut seen = 0;
+    while seen < spawned(&d).len() {
+        let pids = spawned(&d);
+        for &pid in &pids[seen..] {
+            d.wait_for(&format!("exit of {pid}"), secs(10), |v| {
+                v["message"] == "exited" && v["pid"] == pid
+            });
+        }
+        seen = pids.len();
+    }
+    assert!(seen >= 20, "{seen} spawns");
+}
+
 #[test]
 fn missing_program_goes_through_restart_policy() {
     let mut d = Daemon::start(

@@ -1,4 +1,5 @@
-use super::spawn::{self, InheritedSocket, Output};
+use super::spawn::{self, InheritedSocket, Output, SpawnError};
+use super::spawner;
 use super::state::{backoff_delay, Action, Event, Lifecycle, Policy, State};
 use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
@@ -162,6 +163,8 @@ pub struct ProcessActor {
     detached: bool,
     /// Spawned, readiness to begin once the state machine says Running.
     pending_ready: Option<i32>,
+    /// `Exited` received while the spawn's outcome was still on its way.
+    early_exits: Vec<Exited>,
 }
 
 impl ProcessActor {
@@ -201,6 +204,7 @@ impl ProcessActor {
             last_error: None,
             detached: false,
             pending_ready: None,
+            early_exits: Vec::new(),
         }
     }
 
@@ -283,19 +287,18 @@ impl ProcessActor {
                         async move { crate::hooks::run(&spec, &events, "before_spawn", None, Some(wid)).await }
                             .into_actor(self)
                             .map(|ok, act, ctx| {
-                                let ev = if ok {
-                                    act.spawn(ctx)
+                                if ok {
+                                    act.spawn(ctx);
                                 } else {
                                     act.last_error = Some("before_spawn hook failed".into());
                                     act.resolve_spawn_waiters(None);
-                                    Event::SpawnFailed
-                                };
-                                act.feed(ev, ctx);
+                                    act.feed(Event::SpawnFailed, ctx);
+                                }
                             }),
                     );
                     return None;
                 }
-                return Some(self.spawn(ctx));
+                self.spawn(ctx);
             }
             Action::Backoff { failures } => {
                 let delay = backoff_delay(&self.spec.restart, failures, fastrand::f64());
@@ -386,7 +389,10 @@ impl ProcessActor {
         None
     }
 
-    fn spawn(&mut self, ctx: &mut Context<Self>) -> Event {
+    /// Forks and execs on a spawner thread; the outcome comes back as
+    /// `Spawned` / `SpawnFailed` while the actor keeps handling messages
+    /// (the state machine is in `Spawning` meanwhile).
+    fn spawn(&mut self, ctx: &mut Context<Self>) {
         let out = if self.spec.close_child_stdout {
             Output::Null
         } else {
@@ -416,7 +422,31 @@ impl ProcessActor {
         self.ready = false;
         self.ready_failed = false;
         self.status_text = None;
-        match spawn::spawn(&self.spec, self.wid, &self.sockets, out, err, &extra, owner) {
+        let (spec, sockets, wid) = (Arc::clone(&self.spec), Arc::clone(&self.sockets), self.wid);
+        let job = move || spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner);
+        ctx.spawn(
+            async move { spawner::run(job).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let res =
+                        res.unwrap_or_else(|| Err(SpawnError::Prepare("the spawner thread panicked".into())));
+                    let ev = act.spawned(res, notify, ctx);
+                    act.feed(ev, ctx);
+                    // Exits reaped before the spawn's outcome arrived.
+                    for m in std::mem::take(&mut act.early_exits) {
+                        Handler::<Exited>::handle(act, m, ctx);
+                    }
+                }),
+        );
+    }
+
+    fn spawned(
+        &mut self,
+        res: Result<spawn::Spawned, SpawnError>,
+        notify: Option<&'static NotifyRouter>,
+        ctx: &mut Context<Self>,
+    ) -> Event {
+        match res {
             Ok(sp) => {
                 let pid = sp.pid;
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
@@ -718,6 +748,11 @@ impl Handler<SignalSlot> for ProcessActor {
 impl Handler<Exited> for ProcessActor {
     type Result = ();
     fn handle(&mut self, m: Exited, ctx: &mut Self::Context) {
+        if self.life.state == State::Spawning {
+            // The reaper knew the pid before the spawner thread told us.
+            self.early_exits.push(m);
+            return;
+        }
         if self.life.state.pid() != Some(m.pid) {
             return; // a process whose exec failed, already accounted for
         }

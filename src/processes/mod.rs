@@ -4,6 +4,7 @@
 
 mod actor;
 pub mod spawn;
+pub mod spawner;
 pub mod state;
 pub mod substitute;
 

@@ -48,8 +48,19 @@ pub fn parse(pid: i32, data: &[u8]) -> Notify {
 pub struct NotifyRouter {
     /// The `NOTIFY_SOCKET` value children get (`@name`).
     pub address: String,
-    owners: Mutex<HashMap<i32, Recipient<Notify>>>,
+    owners: Mutex<Owners>,
 }
+
+/// Who gets each pid's messages, and messages that arrived before their
+/// process was registered (the spawner thread registers a pid just after
+/// exec, so a fast child can speak first). Bounded: the oldest go first.
+#[derive(Default)]
+struct Owners {
+    by_pid: HashMap<i32, Recipient<Notify>>,
+    early: std::collections::VecDeque<(Notify, Option<i32>)>,
+}
+
+const EARLY_MAX: usize = 64;
 
 static ROUTER: OnceLock<NotifyRouter> = OnceLock::new();
 
@@ -75,7 +86,7 @@ impl NotifyRouter {
         bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes())?)?;
         let router = ROUTER.get_or_init(|| NotifyRouter {
             address: format!("@{name}"),
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::new(Owners::default()),
         });
         // SAFETY: the fd is owned by the AsyncFd from here on and is not
         // registered with another reactor.
@@ -126,27 +137,45 @@ impl NotifyRouter {
 
     pub fn register(&self, pid: i32, who: Recipient<Notify>) {
         if let Ok(mut o) = self.owners.lock() {
-            o.insert(pid, who);
+            let early = std::mem::take(&mut o.early);
+            for (msg, pgid) in early {
+                if msg.pid == pid || pgid == Some(pid) {
+                    who.do_send(msg);
+                } else {
+                    o.early.push_back((msg, pgid));
+                }
+            }
+            o.by_pid.insert(pid, who);
         }
     }
 
     pub fn unregister(&self, pid: i32) {
         if let Ok(mut o) = self.owners.lock() {
-            o.remove(&pid);
+            o.by_pid.remove(&pid);
         }
     }
 
     fn route(&self, msg: Notify) {
-        let Ok(owners) = self.owners.lock() else { return };
+        let Ok(mut owners) = self.owners.lock() else {
+            return;
+        };
         // From the process itself, or from a member of its process group (a
         // wrapper script's child): the group leader is the process we know.
-        let owner = owners
-            .get(&msg.pid)
-            .or_else(|| pgid_of(msg.pid).and_then(|g| owners.get(&g)));
-        match owner {
-            Some(o) => o.do_send(msg),
-            None => tracing::debug!(pid = msg.pid, "notify message from an unknown process dropped"),
+        if let Some(o) = owners.by_pid.get(&msg.pid) {
+            o.do_send(msg);
+            return;
         }
+        let pgid = pgid_of(msg.pid);
+        if let Some(o) = pgid.and_then(|g| owners.by_pid.get(&g)) {
+            o.do_send(msg);
+            return;
+        }
+        if owners.early.len() >= EARLY_MAX {
+            if let Some((old, _)) = owners.early.pop_front() {
+                tracing::debug!(pid = old.pid, "notify message from an unknown process dropped");
+            }
+        }
+        owners.early.push_back((msg, pgid));
     }
 }
 

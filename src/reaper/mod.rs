@@ -3,9 +3,11 @@
 //! tells the owning process actor. Pids nobody owns (grandchildren
 //! re-parented to us as child subreaper) are reaped and logged.
 //!
-//! Spawning goes through [`Reaper::spawn`], which registers the pid under the
-//! same lock that reaping takes: a child that dies instantly can never be
-//! reaped before its owner is known.
+//! Spawning goes through [`Reaper::spawn`]. Several threads may fork at once
+//! (see `processes::spawner`), so the lock is not held across the fork;
+//! instead, while any spawn is in flight, a status reaped for a pid nobody
+//! owns yet is kept, and the spawn that returns that pid delivers it. A child
+//! that dies instantly is never lost.
 
 use actix::prelude::*;
 use nix::errno::Errno;
@@ -67,6 +69,10 @@ pub struct GroupGone {
 struct Registry {
     owners: HashMap<i32, Recipient<Exited>>,
     groups: HashMap<i32, Recipient<GroupGone>>,
+    /// Spawns between fork and registration.
+    in_flight: usize,
+    /// Reaped while a spawn was in flight, owner not yet known.
+    unclaimed: HashMap<i32, ExitStatus>,
 }
 
 pub struct Reaper {
@@ -88,10 +94,26 @@ impl Reaper {
 
     /// Spawns `cmd` and registers its pid with `owner` atomically with respect to reaping.
     pub fn spawn(&self, cmd: &mut Command, owner: Recipient<Exited>) -> io::Result<Child> {
+        self.lock().in_flight += 1;
+        let res = cmd.spawn();
         let mut reg = self.lock();
-        let child = cmd.spawn()?;
-        reg.owners.insert(child.id() as i32, owner);
-        Ok(child)
+        reg.in_flight -= 1;
+        if let Ok(child) = &res {
+            let pid = child.id() as i32;
+            match reg.unclaimed.remove(&pid) {
+                Some(status) => owner.do_send(Exited { pid, status }),
+                None => {
+                    reg.owners.insert(pid, owner);
+                }
+            }
+        }
+        if reg.in_flight == 0 {
+            // Every spawn has registered: what is left was an orphan's.
+            for (pid, status) in reg.unclaimed.drain() {
+                tracing::debug!(pid, %status, "reaped orphan");
+            }
+        }
+        res
     }
 
     /// Registers an interest in `pgid` becoming empty. Answers at once if it already is.
@@ -167,6 +189,9 @@ impl Reaper {
 fn deliver(reg: &mut Registry, pid: i32, status: ExitStatus) {
     match reg.owners.remove(&pid) {
         Some(owner) => owner.do_send(Exited { pid, status }),
+        None if reg.in_flight > 0 => {
+            reg.unclaimed.insert(pid, status);
+        }
         None => tracing::debug!(pid, %status, "reaped orphan"),
     }
 }
