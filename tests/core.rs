@@ -364,6 +364,34 @@ graceful_timeout = 2
     assert!(alive(second));
 }
 
+/// The daemon ignores SIGPIPE (the Rust runtime does), catches several
+/// signals and may inherit ignored ones (under `cargo test`, glibc's internal
+/// signal 32 arrives ignored); a child must start with none ignored or blocked.
+#[test]
+fn child_starts_with_default_signal_dispositions() {
+    let mut d = Daemon::start("[watchers.s]\ncmd = \"sleep 1000\"\n");
+    let pid = d.wait_spawned("s", 1, secs(10))[0];
+    let mut status = String::new();
+    eventually("exec done", secs(5), || {
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Ok(s) if s.contains("Name:\tsleep") => {
+                status = s;
+                true
+            }
+            _ => false,
+        }
+    });
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("SigIgn:"), "0000000000000000", "{status}");
+    assert_eq!(field("SigBlk:"), "0000000000000000", "{status}");
+}
+
 #[test]
 fn env_copy_env_working_dir_and_rlimits_reach_the_child() {
     std::env::set_var("RINGMASTER_TEST_PARENT_VAR", "from-parent");

@@ -23,6 +23,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// A socket handed to a child: its name and the daemon's fd.
 #[derive(Clone, Debug)]
@@ -94,7 +95,7 @@ struct Prepared {
     cwd: Option<CString>,
     err_w: RawFd,
     max_fd: RawFd,
-    sigrtmax: i32,
+    ignored: &'static [i32],
 }
 
 // The raw pointers point into buffers owned by the same struct; the child
@@ -123,10 +124,10 @@ impl Prepared {
         if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
             report(w, 2);
         }
-        for sig in 1..=self.sigrtmax {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        // Caught signals go back to default at execve by themselves; only
+        // ignored ones would stay ignored in the program.
+        for &sig in self.ignored {
+            set_default(sig);
         }
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
             for fd in 3..self.max_fd {
@@ -203,6 +204,53 @@ impl Prepared {
         libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.envp.as_ptr());
         report(w, 11);
     }
+}
+
+/// The kernel's `struct sigaction` on Linux: handler, flags, restorer, mask
+/// (zeroed = SIG_DFL, no flags). Used through the raw syscall because glibc's
+/// `sigaction` refuses its two internal real-time signals (32 and 33), which
+/// a parent can still leave ignored.
+type KernelSigaction = [libc::c_ulong; 4];
+
+/// Async-signal-safe: one raw syscall.
+unsafe fn set_default(sig: i32) {
+    let act: KernelSigaction = [0; 4];
+    libc::syscall(
+        libc::SYS_rt_sigaction,
+        sig,
+        act.as_ptr(),
+        std::ptr::null_mut::<KernelSigaction>(),
+        8usize,
+    );
+}
+
+/// The signals this daemon ignores: SIGPIPE (the Rust runtime sets SIG_IGN
+/// before `main`) and whatever its own parent left ignored. Caught signals
+/// go back to default at execve by themselves; ignored ones would stay
+/// ignored in the program, so the child resets these. Read once, at the
+/// first spawn (the daemon never sets SIG_IGN itself).
+fn ignored_signals() -> &'static [i32] {
+    static IGNORED: OnceLock<Vec<i32>> = OnceLock::new();
+    IGNORED.get_or_init(|| {
+        (1..=libc::SIGRTMAX())
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                let mut old: KernelSigaction = [0; 4];
+                // SAFETY: a query only (no new action); `old` is large enough
+                // for the kernel's struct sigaction.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        std::ptr::null::<KernelSigaction>(),
+                        old.as_mut_ptr(),
+                        8usize,
+                    )
+                };
+                r == 0 && old[0] == libc::SIG_IGN as libc::c_ulong
+            })
+            .collect()
+    })
 }
 
 fn cstring(what: &str, bytes: impl Into<Vec<u8>>) -> Result<CString, SpawnError> {
@@ -517,7 +565,7 @@ pub fn spawn(
         },
         err_w: err_w.as_raw_fd(),
         max_fd,
-        sigrtmax: libc::SIGRTMAX(),
+        ignored: ignored_signals(),
     };
 
     let stdio = |o: Output| match o {
