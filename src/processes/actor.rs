@@ -478,12 +478,20 @@ impl ProcessActor {
                     }));
                 }
                 if self.spec.hooks.contains_key("after_spawn") {
+                    // Whoever waits for this spawn (a watcher's start, then
+                    // its after_start hook) waits for after_spawn too, as in
+                    // Circus, where the hook runs inside the spawn.
                     let (spec, events, wid) = (self.spec.clone(), self.events.clone(), self.wid);
-                    actix::spawn(async move {
-                        crate::hooks::run(&spec, &events, "after_spawn", Some(pid), Some(wid)).await;
-                    });
+                    ctx.spawn(
+                        async move {
+                            crate::hooks::run(&spec, &events, "after_spawn", Some(pid), Some(wid)).await;
+                        }
+                        .into_actor(self)
+                        .map(move |(), act, _| act.resolve_spawn_waiters(Some(pid))),
+                    );
+                } else {
+                    self.resolve_spawn_waiters(Some(pid));
                 }
-                self.resolve_spawn_waiters(Some(pid));
                 self.pending_ready = Some(pid);
                 Event::Spawned { pid }
             }
