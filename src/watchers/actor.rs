@@ -148,14 +148,17 @@ impl WatcherActor {
     }
 
     /// Adds slots up to numprocesses and starts them, `warmup_delay` apart.
-    fn scale_up(&mut self, ctx: &mut Context<Self>) {
+    /// Returns the starts made at once (each resolves when its process has
+    /// been spawned).
+    fn scale_up(&mut self, ctx: &mut Context<Self>) -> Vec<Request<ProcessActor, StartSlot>> {
         let warmup = self.spec.warmup_delay;
         let gen = self.generation;
         let mut k = 0u32;
+        let mut started = Vec::new();
         while (self.slots.len() as u32) < self.numprocesses {
             let (_, addr) = self.add_slot(ctx);
             if warmup.is_zero() || k == 0 {
-                addr.do_send(StartSlot);
+                started.push(addr.send(StartSlot));
             } else {
                 ctx.run_later(warmup * k, move |act, _| {
                     if act.generation == gen {
@@ -165,6 +168,7 @@ impl WatcherActor {
             }
             k += 1;
         }
+        started
     }
 
     /// Stops and removes the highest slots above numprocesses.
@@ -583,7 +587,8 @@ impl Handler<UpdateSpec> for WatcherActor {
         self.publish("updated", json!({}));
         let resize = self.numprocesses != spec.numprocesses;
         if resize {
-            self.handle(SetNumProcesses(spec.numprocesses), ctx);
+            // The scaling is done in `handle`; its reply (after the spawns) is not needed here.
+            drop(self.handle(SetNumProcesses(spec.numprocesses), ctx));
         }
         if m.roll && self.state.running() {
             let running = self.running_slots();
@@ -629,18 +634,25 @@ impl Handler<KillWatcher> for WatcherActor {
 pub struct SetNumProcesses(pub u32);
 
 impl Handler<SetNumProcesses> for WatcherActor {
-    type Result = u32;
-    fn handle(&mut self, m: SetNumProcesses, ctx: &mut Self::Context) -> u32 {
+    type Result = ResponseFuture<u32>;
+    /// Replies once the added processes have been spawned (as Circus's
+    /// `incr` does), so a `list` right after shows their pids.
+    fn handle(&mut self, m: SetNumProcesses, ctx: &mut Self::Context) -> Self::Result {
         let n = if self.spec.singleton { m.0.min(1) } else { m.0 };
         self.numprocesses = n;
         if self.spec.numprocesses != n {
             Arc::make_mut(&mut self.spec).numprocesses = n;
         }
-        if self.state.running() {
-            self.scale_up(ctx);
-        }
+        let started = if self.state.running() {
+            self.scale_up(ctx)
+        } else {
+            Vec::new()
+        };
         self.scale_down(ctx);
-        n
+        Box::pin(async move {
+            join_all(started).await;
+            n
+        })
     }
 }
 

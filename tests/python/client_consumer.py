@@ -30,16 +30,20 @@ with CircusConsumer(["watcher.sleeper."], endpoint=pubsub) as consumer:
     pids = client.call({"command": "list", "properties": {"name": "sleeper"}})["pids"]
     client.call({"command": "kill", "properties": {"name": "sleeper", "pid": pids[0]}})
     deadline = time.time() + 10
-    while time.time() < deadline and not any(t.endswith(".spawn") for t, _ in events):
+    def reaped_then_spawned():
+        reaps = [i for i, (t, m) in enumerate(events) if t.endswith(".reap") and m.get("process_pid") == pids[0]]
+        return reaps and any(t.endswith(".spawn") for t, _ in events[reaps[0]:])
+    while time.time() < deadline and not reaped_then_spawned():
         if sock.poll(500):
             topic, msg = sock.recv_multipart()
             events.append((topic.decode(), json.loads(msg)))
-# Keep the killed process's events and the spawn that replaced it (the decr
-# above may still be reaping its own process).
+# Keep the killed process's events and the spawn that replaced it (events of
+# the incr/decr above may still be arriving).
+first = next((i for i, (t, m) in enumerate(events) if m.get("process_pid") == pids[0]), len(events))
 out["events"] = [
-    t for t, m in events
+    t for t, m in events[first:]
     if t.endswith(".spawn") or m.get("process_pid") == pids[0]
-]
+][:3]
 out["killed"] = pids[0]
 out["reaped"] = [m.get("process_pid") for t, m in events if t.endswith(".reap")]
 print(json.dumps(out))
