@@ -586,15 +586,18 @@ impl Handler<UpdateSpec> for WatcherActor {
         }
         self.publish("updated", json!({}));
         let resize = self.numprocesses != spec.numprocesses;
-        if resize {
-            // The scaling is done in `handle`; its reply (after the spawns) is not needed here.
-            drop(self.handle(SetNumProcesses(spec.numprocesses), ctx));
-        }
+        // Resolves once the processes added by a scale-up are spawned.
+        let scaled = resize.then(|| self.handle(SetNumProcesses(spec.numprocesses), ctx));
         if m.roll && self.state.running() {
             let running = self.running_slots();
             return self.rollout(running, spec.max_surge, spec.max_unavailable, ctx);
         }
-        Box::pin(fut::ready(StartInfo::default()))
+        Box::pin(fut::wrap_future(async move {
+            if let Some(scaled) = scaled {
+                scaled.await;
+            }
+            StartInfo::default()
+        }))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, CommandError};
 use crate::reload::{plan, same_address, Plan};
 use crate::sockets::{self, GetSocketInfo, SocketActor};
-use crate::watchers::{SetNumProcesses, StartWatcher, StopWatcher, UpdateSpec};
+use crate::watchers::{StartWatcher, StopWatcher, UpdateSpec};
 use actix::Actor;
 use futures::future::join_all;
 use serde_json::{json, Map, Value};
@@ -119,17 +119,22 @@ pub async fn reload_config(ctx: Ctx, dry_run: bool) -> Result<Plan, CommandError
             }
         }
     }
+    let mut scaled = Vec::new();
     for (name, _, to) in &plan.watchers_scaled {
         if let (Ok(w), Some(spec)) = (ctx.watcher(name), new.watchers.iter().find(|w| &w.name == name)) {
-            w.addr.do_send(UpdateSpec {
+            // The new spec carries the new numprocesses: the watcher scales
+            // to it and replies once the added processes exist.
+            debug_assert_eq!(spec.numprocesses, *to);
+            scaled.push(w.addr.send(UpdateSpec {
                 spec: spec.clone(),
                 sockets: None,
                 logs: None,
                 roll: false,
-            });
-            w.addr.do_send(SetNumProcesses(*to));
+            }));
         }
     }
+    // Replies once the added processes exist (their pids show in `list`).
+    join_all(scaled).await;
     let mut rolls = Vec::new();
     for name in &plan.watchers_changed {
         if let (Ok(w), Some(spec)) = (ctx.watcher(name), new.watchers.iter().find(|w| &w.name == name)) {

@@ -145,7 +145,11 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
             super::util::checked(r.map_err(super::util::mailbox)?)?;
         }
     } else if let Some(n) = numprocesses {
-        w.addr.do_send(SetNumProcesses(n));
+        // As Circus, reply once the added processes are spawned.
+        w.addr
+            .send(SetNumProcesses(n))
+            .await
+            .map_err(super::util::mailbox)?;
     }
     Ok(Map::new())
 }
