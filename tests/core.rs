@@ -485,6 +485,22 @@ fn config_errors_carry_file_line_and_column() {
         err.contains("broken.toml:3:1") && err.contains("numprocess"),
         "{err}"
     );
+    std::fs::write(
+        &p,
+        "[watchers.web]\ncmd = \"x\"\n[watchers.web.ready]\ntype = \"log\"\npattern = \"(unclosed\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.toml:2:7") && err.contains("ready.pattern is not a valid regex"),
+        "{err}"
+    );
 }
 
 #[test]

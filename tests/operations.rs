@@ -254,6 +254,43 @@ interval = "50ms"
     assert!(d.path(&format!("ready.{pid}")).exists());
 }
 
+/// `ready.type = "log"`: ready when a line of the process's own output
+/// matches (uvicorn has no readiness signal but logs "Uvicorn running on …"
+/// once it accepts); a process whose output never matches fails readiness.
+#[test]
+fn log_line_readiness() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.talker]
+cmd = "sh -c 'echo booting; sleep 0.4; echo INFO: Uvicorn running on socket 3 >&2; exec sleep 1000'"
+autostart = false
+[watchers.talker.ready]
+type = "log"
+pattern = "Uvicorn running on"
+[watchers.mute]
+cmd = "sh -c 'echo still booting; exec sleep 1000'"
+autostart = false
+[watchers.mute.ready]
+type = "log"
+pattern = "^ready$"
+start_timeout = "500ms"
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    let t0 = Instant::now();
+    let r = call(&d, "start", json!({"name": "talker", "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "replied before the line: {:?}",
+        t0.elapsed()
+    );
+    let r = call(&d, "start", json!({"name": "mute", "waiting": true}));
+    assert_eq!(r["status"], "error", "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no output line matched"), "{r}");
+}
+
 #[test]
 fn watchdog_restarts_a_hung_process() {
     let mut d = Daemon::start(&format!(

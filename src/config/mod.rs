@@ -187,6 +187,7 @@ pub struct ReadySpec {
     pub address: Option<String>,
     pub url: Option<String>,
     pub command: Option<String>,
+    pub pattern: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub retries: Option<u32>,
@@ -201,6 +202,7 @@ impl Default for ReadySpec {
             address: None,
             url: None,
             command: None,
+            pattern: None,
             interval: Duration::from_millis(100),
             timeout: Duration::from_secs(1),
             retries: None,
@@ -740,6 +742,7 @@ fn resolve_watcher(
         ready.address = rc.address.clone();
         ready.url = rc.url.clone();
         ready.command = rc.command.clone();
+        ready.pattern = rc.pattern.clone();
         ready.interval = rc.interval.map_or(ready.interval, Seconds::get);
         ready.timeout = rc.timeout.map_or(ready.timeout, Seconds::get);
         ready.retries = rc.retries;
@@ -749,8 +752,23 @@ fn resolve_watcher(
             K::Tcp if rc.address.is_none() => Some("address"),
             K::Http if rc.url.is_none() => Some("url"),
             K::Command if rc.command.is_none() => Some("command"),
+            K::Log if rc.pattern.is_none() => Some("pattern"),
             _ => None,
         };
+        if let Some(p) = &rc.pattern {
+            if let Err(e) = regex::bytes::Regex::new(p) {
+                r.err(
+                    wc.cmd.span(),
+                    format!("watcher {name}: ready.pattern is not a valid regex: {e}"),
+                );
+            }
+        }
+        if rc.kind == K::Log && wc.close_child_stdout && wc.close_child_stderr {
+            r.err(
+                wc.cmd.span(),
+                format!("watcher {name}: ready type \"log\" needs the process's output, but close_child_stdout and close_child_stderr are both set"),
+            );
+        }
         if let Some(m) = missing {
             r.err(
                 wc.cmd.span(),

@@ -265,6 +265,9 @@ pub enum ReadyKind {
     Http,
     /// `command` exits 0.
     Command,
+    /// A line of the process's own output matches `pattern` (a regex), e.g.
+    /// uvicorn's "Uvicorn running on".
+    Log,
     /// After `warmup_delay` (Circus's behaviour).
     Delay,
 }
@@ -280,6 +283,8 @@ pub struct ReadyConfig {
     pub url: Option<String>,
     /// `command`: run (with /bin/sh -c) until it exits 0.
     pub command: Option<String>,
+    /// `log`: a regex matched against each line the process writes (stdout or stderr).
+    pub pattern: Option<String>,
     /// Pause between two probes (default 100ms).
     pub interval: Option<Seconds>,
     /// Time allowed for one probe (default 1s).

@@ -7,7 +7,7 @@ use crate::events::Events;
 use crate::readiness::notify::{Notify, NotifyRouter};
 use crate::readiness::probe;
 use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
-use crate::streams::{StreamKind, WatcherLogs};
+use crate::streams::{ReadyMatch, StreamKind, WatcherLogs};
 use actix::prelude::*;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -165,6 +165,8 @@ pub struct ProcessActor {
     pending_ready: Option<i32>,
     /// `Exited` received while the spawn's outcome was still on its way.
     early_exits: Vec<Exited>,
+    /// `ready.type = "log"`: fires when the current process prints a matching line.
+    log_ready: Option<oneshot::Receiver<()>>,
 }
 
 impl ProcessActor {
@@ -205,6 +207,7 @@ impl ProcessActor {
             detached: false,
             pending_ready: None,
             early_exits: Vec::new(),
+            log_ready: None,
         }
     }
 
@@ -450,11 +453,22 @@ impl ProcessActor {
             Ok(sp) => {
                 let pid = sp.pid;
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
+                let ready_match = self.log_ready_match();
                 if let Some(fd) = sp.stdout {
-                    drop(self.logs.capture(fd, pid as u32, self.wid, StreamKind::Stdout));
+                    let m = ready_match.clone();
+                    drop(
+                        self.logs
+                            .capture_matching(fd, pid as u32, self.wid, StreamKind::Stdout, m),
+                    );
                 }
                 if let Some(fd) = sp.stderr {
-                    drop(self.logs.capture(fd, pid as u32, self.wid, StreamKind::Stderr));
+                    drop(self.logs.capture_matching(
+                        fd,
+                        pid as u32,
+                        self.wid,
+                        StreamKind::Stderr,
+                        ready_match,
+                    ));
                 }
                 if let Some(r) = notify {
                     r.register(pid, ctx.address().recipient());
@@ -507,6 +521,28 @@ impl ProcessActor {
         }
     }
 
+    /// For `ready.type = "log"`: the matcher handed to this spawn's captures
+    /// (its receiver is kept for `begin_readiness`).
+    fn log_ready_match(&mut self) -> Option<ReadyMatch> {
+        self.log_ready = None;
+        if self.spec.ready.kind != ReadyKind::Log {
+            return None;
+        }
+        let pattern = self.spec.ready.pattern.as_deref().unwrap_or_default();
+        match regex::bytes::Regex::new(pattern) {
+            Ok(re) => {
+                let (m, rx) = ReadyMatch::new(Arc::new(re));
+                self.log_ready = Some(rx);
+                Some(m)
+            }
+            Err(e) => {
+                // Checked when the configuration was loaded; the timeout reports it.
+                tracing::error!(watcher = %self.spec.name, "ready.pattern: {e}");
+                None
+            }
+        }
+    }
+
     fn begin_readiness(&mut self, pid: i32, ctx: &mut Context<Self>) {
         let r = self.spec.ready.clone();
         match r.kind {
@@ -527,6 +563,25 @@ impl ProcessActor {
                     let why = format!("no READY=1 within {:?}", act.spec.ready.start_timeout);
                     act.fail_ready(pid, why, ctx);
                 }));
+            }
+            ReadyKind::Log => {
+                self.ready_timer = Some(ctx.run_later(r.start_timeout, move |act, ctx| {
+                    act.ready_timer = None;
+                    let why = format!(
+                        "no output line matched {:?} within {:?}",
+                        act.spec.ready.pattern.as_deref().unwrap_or_default(),
+                        act.spec.ready.start_timeout
+                    );
+                    act.fail_ready(pid, why, ctx);
+                }));
+                if let Some(rx) = self.log_ready.take() {
+                    ctx.spawn(rx.into_actor(self).map(move |matched, act, ctx| {
+                        // Err: the output ended without a match (the timeout reports it).
+                        if matched.is_ok() {
+                            act.mark_ready(pid, ctx);
+                        }
+                    }));
+                }
             }
             ReadyKind::Tcp | ReadyKind::Http | ReadyKind::Command => {
                 let env = vec![

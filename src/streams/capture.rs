@@ -145,6 +145,44 @@ pub(crate) struct Capture {
     pub(crate) out: Option<(Arc<Sink>, Formatter)>,
     pub(crate) src: u64,
     pub(crate) force: watch::Receiver<bool>,
+    /// Readiness by output (`ready.type = "log"`): fired by the first matching line.
+    pub(crate) ready: Option<ReadyMatch>,
+}
+
+/// Tells a process's slot that a line of its output matched the readiness
+/// pattern. Shared by the process's stdout and stderr captures; fires once.
+#[derive(Clone)]
+pub struct ReadyMatch {
+    pattern: Arc<regex::bytes::Regex>,
+    tx: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl ReadyMatch {
+    pub fn new(pattern: Arc<regex::bytes::Regex>) -> (ReadyMatch, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            ReadyMatch {
+                pattern,
+                tx: Arc::new(std::sync::Mutex::new(Some(tx))),
+            },
+            rx,
+        )
+    }
+
+    /// True once fired (by this capture or the other stream's).
+    fn check(&self, line: &[u8]) -> bool {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.is_none() {
+            return true;
+        }
+        if self.pattern.is_match(line) {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+            return true;
+        }
+        false
+    }
 }
 
 /// Output of one read, built synchronously and then handed on.
@@ -223,6 +261,11 @@ impl Capture {
             open,
         } = chunk;
         stats.lines += lines.iter().filter(|(_, p)| !p.continues()).count() as u64;
+        if let Some(m) = &self.ready {
+            if lines.iter().any(|(l, _)| m.check(l)) {
+                self.ready = None;
+            }
+        }
         if !lines.is_empty() {
             if let Some(hook) = self.watcher.hub.hook() {
                 for (l, p) in &lines {

@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::AbortHandle;
 
-pub use capture::MAX_LINE;
+pub use capture::{ReadyMatch, MAX_LINE};
 pub use config::{LogFormat, RotateWhen, StreamClass, StreamConfig};
 
 use config::{ResolvedStream, Rotation};
@@ -569,6 +569,18 @@ impl WatcherLogs {
     /// Start reading the read end of a process's stdout or stderr pipe.
     /// Never blocks; the returned future may be dropped.
     pub fn capture(&self, fd: OwnedFd, pid: u32, wid: u32, stream: StreamKind) -> CaptureDone {
+        self.capture_matching(fd, pid, wid, stream, None)
+    }
+
+    /// [`Self::capture`], also checking each line against a readiness pattern.
+    pub fn capture_matching(
+        &self,
+        fd: OwnedFd,
+        pid: u32,
+        wid: u32,
+        stream: StreamKind,
+        ready: Option<ReadyMatch>,
+    ) -> CaptureDone {
         let (done_tx, rx) = oneshot::channel();
         let w = &self.inner;
         let stopped = w.hub.stopped.load(Ordering::SeqCst);
@@ -611,6 +623,7 @@ impl WatcherLogs {
             out,
             src: w.hub.next_src.fetch_add(1, Ordering::Relaxed),
             force: w.force.subscribe(),
+            ready,
         };
         let task = w.hub.rt.spawn(cap.run(fd, done_tx));
         let mut tasks = lock(&w.tasks);
