@@ -5,6 +5,11 @@ supervisor restarts them (`restart web`) or reloads a changed config
 Ringmaster and circusd 0.19 holding the socket. Reports requests, socket
 errors, non-2xx responses and the maximum latency.
 
+Servers: uvicorn as is (Ringmaster's default readiness: ready at once);
+`uvicorn-ready`, the same with `ready.type = "log"` under Ringmaster;
+`uvicorn-graceful`, with the worker-side fix config/uvicorn_graceful.py (and
+the log readiness under Ringmaster); gunicorn.
+
 Each scenario runs twice: with keep-alive (wrk's default) and with
 `Connection: close` (one connection per request). A server that closes its
 idle keep-alive connections when it stops makes a keep-alive client see
@@ -34,6 +39,15 @@ SERVERS = {
     # One single-process uvicorn per slot, 2 slots: the supervisor manages each worker.
     "uvicorn": ([os.path.join(B.VBIN, "uvicorn"), "--fd", "$(circus.sockets.web)", "--app-dir", B.CONFIG,
                  "--no-access-log", "--log-level", "warning", "pid_app:app"], 2),
+    # The same with a readiness rule (Ringmaster only): ready when uvicorn logs
+    # "Uvicorn running on" (needs uvicorn's log level at info).
+    "uvicorn-ready": ([os.path.join(B.VBIN, "uvicorn"), "--fd", "$(circus.sockets.web)", "--app-dir", B.CONFIG,
+                       "--no-access-log", "--log-level", "info", "pid_app:app"], 2),
+    # The same plus the worker-side fix (config/uvicorn_graceful.py): an
+    # accepted connection is served, not closed, when the worker stops.
+    "uvicorn-graceful": ([os.path.join(B.VBIN, "uvicorn"), "--fd", "$(circus.sockets.web)", "--app-dir", B.CONFIG,
+                          "--http", "uvicorn_graceful:GracefulH11Protocol",
+                          "--no-access-log", "--log-level", "info", "pid_app:app"], 2),
     # gunicorn's own master with 2 workers; the supervisor manages the master.
     "gunicorn": ([os.path.join(B.VBIN, "gunicorn"), "--workers", "2", "--bind", "fd://$(circus.sockets.web)",
                   "--pythonpath", B.CONFIG, "pid_app:application"], 1),
@@ -88,7 +102,11 @@ def run(server, system, action, close):
     port = B.free_port()
     if system == B.RM and server == "gunicorn":
         argv = [a for a in argv if a not in ("--bind", "fd://$(circus.sockets.web)")]  # LISTEN_FDS
-    w = [{"name": "web", "argv": argv, "n": n, "socket": True, "extra": EXTRA}]
+    extra = list(EXTRA)
+    if server in ("uvicorn-ready", "uvicorn-graceful") and system == B.RM:
+        extra += ["", "[watchers.web.ready]", 'type = "log"', 'pattern = "Uvicorn running on"',
+                  'start_timeout = "30s"']
+    w = [{"name": "web", "argv": argv, "n": n, "socket": True, "extra": extra}]
     d = B.start_ringmaster(RM_BIN, w, sockets={"web": port}) if system == B.RM else \
         B.start_circus(w, sockets={"web": port}, check_delay=1)
     try:
@@ -113,8 +131,10 @@ def main():
     os.makedirs(B.RUN, exist_ok=True)
     rows = []
     for close in (True, False):
-        for server in ("uvicorn", "gunicorn"):
+        for server in ("uvicorn", "uvicorn-ready", "uvicorn-graceful", "gunicorn"):
             for system in (B.RM, B.CI):
+                if server == "uvicorn-ready" and system != B.RM:
+                    continue  # Circus has no readiness rule
                 for action in ("steady", "restart", "reload"):
                     key = f"{server}:{system}:{'close' if close else 'keep-alive'}"
                     if ONLY and not any(o in key for o in ONLY.split(",")):
