@@ -101,8 +101,13 @@ impl Reaper {
         if let Ok(child) = &res {
             let pid = child.id() as i32;
             match reg.unclaimed.remove(&pid) {
-                Some(status) => owner.do_send(Exited { pid, status }),
-                None => {
+                // Reaped already, unless the status was an orphan's whose
+                // pid the kernel has just reused for this child (then the
+                // child is still there, in /proc, alive or a zombie).
+                Some(status) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    owner.do_send(Exited { pid, status })
+                }
+                _ => {
                     reg.owners.insert(pid, owner);
                 }
             }
