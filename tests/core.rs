@@ -310,6 +310,8 @@ numprocesses = 2
             .count(),
         2
     );
+    let one = d.wait_spawned("one", 1, secs(10));
+    assert_eq!(one.len(), 1);
     assert_eq!(
         d.log
             .iter()

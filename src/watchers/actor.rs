@@ -44,6 +44,9 @@ struct Slot {
     addr: Addr<ProcessActor>,
     id: u64,
     pid: Option<i32>,
+    /// Reported `Stopped` since its last spawn (a slot still spawning has
+    /// no pid yet but has not ended).
+    ended: bool,
 }
 
 pub struct WatcherActor {
@@ -142,6 +145,7 @@ impl WatcherActor {
                 addr: addr.clone(),
                 id,
                 pid: None,
+                ended: false,
             },
         );
         (wid, addr)
@@ -769,6 +773,7 @@ impl Handler<SlotReport> for WatcherActor {
             SlotEvent::Spawned { pid } => {
                 if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
                     s.pid = Some(pid);
+                    s.ended = false;
                 }
                 self.publish("spawn", json!({"process_pid": pid, "wid": wid}));
             }
@@ -823,10 +828,10 @@ impl Handler<SlotReport> for WatcherActor {
             SlotEvent::Stopped => {
                 if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
                     s.pid = None;
+                    s.ended = true;
                 }
                 // respawn = false: the watcher stops when its last process is gone.
-                if !self.spec.respawn && self.state.running() && self.slots.values().all(|s| s.pid.is_none())
-                {
+                if !self.spec.respawn && self.state.running() && self.slots.values().all(|s| s.ended) {
                     self.set_state(WatcherState::Stopped);
                     self.publish("stop", json!({}));
                 }
