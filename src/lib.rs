@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod fnmatch;
 pub mod hooks;
 pub mod processes;
 pub mod readiness;

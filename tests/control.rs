@@ -586,3 +586,59 @@ numprocesses = 2
         }
     });
 }
+
+#[test]
+fn hostile_match_patterns_get_prompt_replies() {
+    // A backtracking glob matcher takes exponential time on the first pattern
+    // (the daemon stopped answering anyone) and overflows its stack on the
+    // second; a huge regex must be refused, not compiled for minutes.
+    let long = "a".repeat(44);
+    let mut d = Daemon::start(&format!(
+        "[watchers.{long}]\ncmd = \"sleep 1000\"\n[watchers.other]\ncmd = \"sleep 1000\"\n"
+    ));
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned(&long, 1, secs(10));
+    rt().block_on(async {
+        let mut c = Client::connect(&endpoint(&d), secs(5)).await.unwrap();
+        c.set_timeout(secs(3));
+        let exp = format!("{}*b", "*a".repeat(14));
+        let t0 = Instant::now();
+        let r = c
+            .call("start", props(json!({"name": exp, "match": "glob"})))
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "error", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("not found"), "{r}");
+        let r = c
+            .call(
+                "start",
+                props(json!({"name": "*".repeat(100_000), "match": "glob"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "ok", "{r}");
+        let r = c
+            .call(
+                "start",
+                props(json!({"name": format!("({})*", "a?".repeat(5_000)), "match": "regex"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "ok", "{r}");
+        let r = c
+            .call(
+                "start",
+                props(json!({"name": "(a{1000}){1000}", "match": "regex"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "error", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("invalid regex"), "{r}");
+        assert!(t0.elapsed() < secs(3), "replies took {:?}", t0.elapsed());
+        // Another client is still served.
+        let mut c2 = Client::connect(&endpoint(&d), secs(5)).await.unwrap();
+        c2.set_timeout(secs(3));
+        let r = c2.call("numwatchers", props(json!({}))).await.unwrap();
+        assert_eq!(r["numwatchers"], 2, "{r}");
+    });
+}

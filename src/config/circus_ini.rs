@@ -357,7 +357,10 @@ impl<'a> Cx<'a> {
             };
             let mut matched = false;
             for pattern in patterns.split(',').map(str::trim) {
-                for w in watchers.iter_mut().filter(|w| ini::fnmatch(&w.name, pattern)) {
+                for w in watchers
+                    .iter_mut()
+                    .filter(|w| crate::fnmatch::fnmatch(&w.name, pattern))
+                {
                     matched = true;
                     for e in doc.items(section) {
                         w.env.push((e.key.clone(), e));

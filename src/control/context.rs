@@ -88,12 +88,16 @@ impl Ctx {
             ),
             _ => None,
         };
+        let glob = match how {
+            Match::Glob => Some(crate::fnmatch::Glob::new(&p)),
+            _ => None,
+        };
         let found: Vec<WatcherEntry> = self
             .all()
             .into_iter()
             .filter(|w| match how {
                 Match::Simple => w.name == p,
-                Match::Glob => fnmatch(&p, &w.name),
+                Match::Glob => glob.as_ref().is_some_and(|g| g.matches(&w.name)),
                 Match::Regex => re.as_ref().is_some_and(|r| r.is_match(&w.name)),
             })
             .collect();
@@ -101,57 +105,5 @@ impl Ctx {
             return Err(CommandError::message(format!("program {pattern} not found")));
         }
         Ok(found)
-    }
-}
-
-/// Shell-style pattern match: `*`, `?`, `[abc]`, `[!a-z]`.
-pub fn fnmatch(pat: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(end) = p.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
-                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
-                };
-                let Some(&c) = n.first() else { return false };
-                let set = &p[1..end];
-                let (neg, set) = match set.first() {
-                    Some('!') | Some('^') => (true, &set[1..]),
-                    _ => (false, set),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        hit |= set[i] <= c && c <= set[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= set[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != neg && go(&p[end + 1..], &n[1..])
-            }
-            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pat.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fnmatch;
-
-    #[test]
-    fn globs() {
-        assert!(fnmatch("web*", "web-2"));
-        assert!(fnmatch("w?b", "web"));
-        assert!(fnmatch("[a-c]x", "bx"));
-        assert!(!fnmatch("[!a-c]x", "bx"));
-        assert!(!fnmatch("web", "webs"));
     }
 }
