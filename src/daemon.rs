@@ -56,6 +56,12 @@ pub fn load_or_report(path: &Path, format: Option<Format>) -> Option<Config> {
 
 /// Runs the daemon in the foreground; returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
+    // A mask inherited from our parent (some CI runners and signalfd-based
+    // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
+    // reaper; clear it before any thread exists, so every thread inherits it.
+    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    }
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

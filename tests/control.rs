@@ -618,6 +618,21 @@ fn hostile_match_patterns_get_prompt_replies() {
             assert!(r["reason"].as_str().unwrap_or("").contains(reason), "{r}");
         }
         assert!(t0.elapsed() < secs(3), "replies took {:?}", t0.elapsed());
+        // Out-of-range numbers are refused, not wrapped or truncated.
+        let r = c
+            .call(
+                "set",
+                props(json!({"name": "other", "options": {"numprocesses": 4_294_967_296_u64}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "error", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("at most 10000"), "{r}");
+        let r = c
+            .call("logs", props(json!({"name": "other", "since": 1e308})))
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "ok", "{r}");
         // Another client is still served.
         let mut c2 = Client::connect(&endpoint(&d), secs(5)).await.unwrap();
         c2.set_timeout(secs(3));

@@ -35,9 +35,12 @@ impl Seconds {
         if let Ok(f) = t.parse::<f64>() {
             return Self::from_f64(f);
         }
-        humantime::parse_duration(t)
-            .map(Seconds)
-            .map_err(|e| format!("invalid duration {s:?}: {e} (expected seconds or e.g. \"500ms\", \"30s\")"))
+        let d = humantime::parse_duration(t).map_err(|e| {
+            format!("invalid duration {s:?}: {e} (expected seconds or e.g. \"500ms\", \"30s\")")
+        })?;
+        // The same bound as a number of seconds: deadlines are computed as
+        // `Instant::now() + d`, which must not overflow.
+        Self::from_f64(d.as_secs_f64()).map_err(|_| format!("invalid duration {s:?}: too large"))
     }
 
     pub fn from_f64(f: f64) -> Result<Self, String> {
@@ -106,6 +109,10 @@ mod tests {
     fn parses_numbers_and_strings() {
         assert_eq!(Seconds::parse("1.5").unwrap().get(), Duration::from_millis(1500));
         assert_eq!(Seconds::parse("500ms").unwrap().get(), Duration::from_millis(500));
+        // A string is bounded like a number: deadlines add it to Instant::now().
+        assert!(Seconds::parse("300000000000years")
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(Seconds::parse("1m 30s").unwrap().get(), Duration::from_secs(90));
         assert!(Seconds::parse("-1").is_err());
         assert!(Seconds::parse("soon").is_err());

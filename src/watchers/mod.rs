@@ -6,3 +6,7 @@
 mod actor;
 
 pub use actor::*;
+
+/// The most processes one watcher may run (`incr`, `decr`, `set`): beyond it a
+/// typo such as numprocesses = 1e9 would freeze the daemon spawning.
+pub const MAX_PROCESSES: u32 = 10_000;

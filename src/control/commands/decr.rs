@@ -3,7 +3,7 @@ use super::util::{mailbox, maybe_wait, one, spec_of, status_of};
 use super::Reply;
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_int, prop_required_str, CommandError};
-use crate::watchers::SetNumProcesses;
+use crate::watchers::{SetNumProcesses, MAX_PROCESSES};
 use serde_json::{json, Map, Value};
 
 pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
@@ -24,7 +24,9 @@ pub async fn change(ctx: Ctx, p: Map<String, Value>, sign: i64) -> Reply {
         return Ok(m);
     }
     let current = i64::from(status_of(&w.addr).await?.numprocesses);
-    let target = (current + sign * nb).clamp(0, 10_000) as u32;
+    let target = current
+        .saturating_add(sign.saturating_mul(nb))
+        .clamp(0, MAX_PROCESSES.into()) as u32;
     let addr = w.addr.clone();
     match maybe_wait(waiting, async move { addr.send(SetNumProcesses(target)).await }).await {
         Some(r) => Ok(one("numprocesses", json!(r.map_err(mailbox)?))),

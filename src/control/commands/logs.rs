@@ -29,7 +29,10 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     let n = prop_int(&p, "lines")?.unwrap_or(100).clamp(0, 1_000_000) as usize;
     // `since`: seconds before now (e.g. 600 for the last 10 minutes).
     let since = match prop_f64(&p, "since")? {
-        Some(s) if s >= 0.0 && s.is_finite() => SystemTime::now().checked_sub(Duration::from_secs_f64(s)),
+        // Further back than a Duration can say means "from the start".
+        Some(s) if s >= 0.0 && s.is_finite() => Duration::try_from_secs_f64(s)
+            .ok()
+            .and_then(|d| SystemTime::now().checked_sub(d)),
         Some(_) => {
             return Err(CommandError::message(
                 "'since' must be a non-negative number of seconds",

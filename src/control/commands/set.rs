@@ -58,7 +58,15 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
                         "a singleton watcher runs at most one process",
                     ));
                 }
-                numprocesses = Some(n as u32);
+                match u32::try_from(n) {
+                    Ok(n) if n <= crate::watchers::MAX_PROCESSES => numprocesses = Some(n),
+                    _ => {
+                        return Err(CommandError::message(format!(
+                            "'numprocesses' must be at most {}",
+                            crate::watchers::MAX_PROCESSES
+                        )))
+                    }
+                }
             }
             "warmup_delay" => spec.warmup_delay = dur(k, v)?,
             "graceful_timeout" => spec.graceful_timeout = dur(k, v)?,
