@@ -4,6 +4,9 @@ use super::greeting::ZmqGreeting;
 use super::Message;
 use crate::{SocketOptions, ZmqMessage};
 
+/// RINGMASTER-PATCH: the largest frame a peer may announce (256 MiB).
+const MAX_FRAME_LEN: usize = 256 << 20;
+
 use asynchronous_codec::{Decoder, Encoder};
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -82,6 +85,10 @@ impl Decoder for ZmqCodec {
                 } else {
                     self.waiting_for
                 };
+                // RINGMASTER-PATCH: never reserve far beyond the bytes that
+                // have arrived: a peer announcing a 2^40-byte frame made the
+                // daemon abort on allocation before sending any body.
+                let reserve_to = reserve_to.min(src.len() + 4 * self.max_read_chunk_size.max(8192));
                 src.reserve(reserve_to - src.len());
                 return Ok(None);
             }
@@ -116,6 +123,8 @@ impl Decoder for ZmqCodec {
                         // Reject unrepresentable lengths here, before reserve or resize.
                         len.checked_add(self.max_read_chunk_size)
                             .filter(|&capacity| isize::try_from(capacity).is_ok())
+                            // RINGMASTER-PATCH: no frame over 256 MiB is accepted.
+                            .filter(|_| len <= MAX_FRAME_LEN)
                             .ok_or(CodecError::Decode(
                                 "Frame length exceeds read buffer capacity",
                             ))?;
