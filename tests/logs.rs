@@ -8,7 +8,7 @@ use ringmaster::control::client::{Client, Subscriber};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[test]
 fn daemon_stopped_mid_burst_loses_no_line() {
@@ -79,13 +79,22 @@ fn history_follow_and_pubsub() {
             .as_object()
             .cloned()
             .unwrap();
-        let r = c.call("logs", p).await.unwrap();
-        r["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["line"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+        // The child may not have written yet when it is registered: ask
+        // again until the five early lines are in the history (bounded).
+        let deadline = Instant::now() + secs(10);
+        loop {
+            let r = c.call("logs", p.clone()).await.unwrap();
+            let lines = r["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["line"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>();
+            if lines.len() >= 5 || Instant::now() > deadline {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     });
     assert_eq!(
         lines[..5],
