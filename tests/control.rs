@@ -628,6 +628,19 @@ fn hostile_match_patterns_get_prompt_replies() {
             .unwrap();
         assert_eq!(r["status"], "error", "{r}");
         assert!(r["reason"].as_str().unwrap().contains("at most 10000"), "{r}");
+        // A bad command is refused by `set` as by `add`, and not kept.
+        for bad in ["", "sleep '1000", "sleep\u{0}1"] {
+            let r = c
+                .call("set", props(json!({"name": "other", "options": {"cmd": bad}})))
+                .await
+                .unwrap();
+            assert_eq!(r["status"], "error", "{bad:?}: {r}");
+        }
+        let r = c
+            .call("get", props(json!({"name": "other", "keys": ["cmd"]})))
+            .await
+            .unwrap();
+        assert_eq!(r["options"]["cmd"], "sleep 1000", "{r}");
         let r = c
             .call("logs", props(json!({"name": "other", "since": 1e308})))
             .await

@@ -136,6 +136,9 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     if let Some(n) = numprocesses {
         spec.numprocesses = n;
     }
+    if reload {
+        check_command(&spec)?;
+    }
     let changed_other = opts.keys().any(|k| k != "numprocesses");
     if changed_other {
         let addr = w.addr.clone();
@@ -160,4 +163,32 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
             .map_err(super::util::mailbox)?;
     }
     Ok(Map::new())
+}
+
+/// What `add` and the config refuse, refused here too: a `set` that passed
+/// would keep the bad command and fail the watcher at its next exit.
+fn check_command(spec: &crate::config::WatcherSpec) -> Result<(), CommandError> {
+    let cmd = spec.cmd.trim();
+    if cmd.is_empty() {
+        return Err(CommandError::message("'cmd' is empty"));
+    }
+    if !spec.shell && shlex::split(cmd).is_none() {
+        return Err(CommandError::message("'cmd' has unbalanced quotes"));
+    }
+    if let Some(crate::config::model::Args::Line(a)) = &spec.args {
+        if !spec.shell && shlex::split(a).is_none() {
+            return Err(CommandError::message("'args' has unbalanced quotes"));
+        }
+    }
+    if cmd.contains('\0') {
+        return Err(CommandError::message("'cmd' contains a NUL byte"));
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(CommandError::message(format!(
+                "invalid env entry {k:?}: a name must be non-empty, without '=' or NUL"
+            )));
+        }
+    }
+    Ok(())
 }
