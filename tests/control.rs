@@ -613,7 +613,10 @@ fn hostile_match_patterns_get_prompt_replies() {
             let r = c
                 .call("start", props(json!({"name": name, "match": how})))
                 .await
-                .unwrap_or_else(|e| panic!("{how} {}: {e}", &name[..20]));
+                .unwrap_or_else(|e| {
+                    let head: String = name.chars().take(20).collect();
+                    panic!("{how} {head}…: {e}")
+                });
             assert_eq!(r["status"], status, "{r}");
             assert!(r["reason"].as_str().unwrap_or("").contains(reason), "{r}");
         }

@@ -342,6 +342,28 @@ fn singleton_with_more_processes_is_a_config_error() {
 }
 
 #[test]
+fn unrunnable_commands_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    for (cmd, problem) in [
+        (r#""  ""#, "cmd is empty"),
+        (r#""sleep \u0000 1""#, "cmd contains a NUL byte"),
+        (r#""sleep '1""#, "cmd has unbalanced quotes"),
+    ] {
+        std::fs::write(&p, format!("[watchers.x]\ncmd = {cmd}\n")).unwrap();
+        let out = std::process::Command::new(BIN)
+            .arg("check")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(problem), "{cmd}: {err}");
+        assert!(err.contains("bad.toml:2:7"), "{cmd}: {err}");
+    }
+}
+
+#[test]
 fn max_age_replaces_old_processes() {
     let mut d = Daemon::start(
         r#"

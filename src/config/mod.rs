@@ -547,6 +547,20 @@ pub fn referenced_sockets(text: &str) -> Vec<String> {
     out
 }
 
+/// Why `cmd` cannot be run, if it cannot; the config and `set` both ask.
+pub fn command_problem(cmd: &str, shell: bool) -> Option<&'static str> {
+    let cmd = cmd.trim();
+    if cmd.is_empty() {
+        Some("cmd is empty")
+    } else if cmd.contains('\0') {
+        Some("cmd contains a NUL byte")
+    } else if !shell && shlex::split(cmd).is_none() {
+        Some("cmd has unbalanced quotes")
+    } else {
+        None
+    }
+}
+
 fn resolve_watcher(
     r: &mut Resolver<'_>,
     name: &str,
@@ -556,13 +570,8 @@ fn resolve_watcher(
 ) -> Option<WatcherSpec> {
     let before = r.errors.len();
     let cmd = wc.cmd.get_ref().trim().to_string();
-    if cmd.is_empty() {
-        r.err(wc.cmd.span(), format!("watcher {name}: cmd is empty"));
-    } else if !wc.shell && shlex::split(&cmd).is_none() {
-        r.err(
-            wc.cmd.span(),
-            format!("watcher {name}: cmd has unbalanced quotes"),
-        );
+    if let Some(problem) = command_problem(&cmd, wc.shell) {
+        r.err(wc.cmd.span(), format!("watcher {name}: {problem}"));
     }
     let numprocesses = wc.numprocesses.as_ref().map_or(1, |n| *n.get_ref());
     if wc.singleton && numprocesses > 1 {

@@ -168,20 +168,13 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
 /// What `add` and the config refuse, refused here too: a `set` that passed
 /// would keep the bad command and fail the watcher at its next exit.
 fn check_command(spec: &crate::config::WatcherSpec) -> Result<(), CommandError> {
-    let cmd = spec.cmd.trim();
-    if cmd.is_empty() {
-        return Err(CommandError::message("'cmd' is empty"));
-    }
-    if !spec.shell && shlex::split(cmd).is_none() {
-        return Err(CommandError::message("'cmd' has unbalanced quotes"));
+    if let Some(problem) = crate::config::command_problem(&spec.cmd, spec.shell) {
+        return Err(CommandError::message(problem));
     }
     if let Some(crate::config::model::Args::Line(a)) = &spec.args {
         if !spec.shell && shlex::split(a).is_none() {
             return Err(CommandError::message("'args' has unbalanced quotes"));
         }
-    }
-    if cmd.contains('\0') {
-        return Err(CommandError::message("'cmd' contains a NUL byte"));
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {

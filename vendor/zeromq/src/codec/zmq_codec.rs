@@ -4,11 +4,11 @@ use super::greeting::ZmqGreeting;
 use super::Message;
 use crate::{SocketOptions, ZmqMessage};
 
-/// RINGMASTER-PATCH: the largest frame a peer may announce (256 MiB).
-const MAX_FRAME_LEN: usize = 256 << 20;
-
 use asynchronous_codec::{Decoder, Encoder};
 use bytes::{Buf, Bytes, BytesMut};
+
+/// RINGMASTER-PATCH: the largest frame a peer may announce (256 MiB).
+const MAX_FRAME_LEN: usize = 256 << 20;
 
 use std::convert::TryFrom;
 
