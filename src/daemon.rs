@@ -1,7 +1,6 @@
 //! `ringmaster run`: load the config, bind the sockets, start the actor tree
 //! and turn signals into messages to the root actor.
 
-use crate::arbiter::{new_watcher, start_sockets, ArbiterActor, Closers, Registry, Shutdown, SocketRegistry};
 use crate::config::{self, Config, Format};
 use crate::control::context::{Ctx, Globals, Inner};
 use crate::control::pubsub::Publisher;
@@ -11,6 +10,8 @@ use crate::events::Events;
 use crate::reaper::{self, Reaper};
 use crate::sockets;
 use crate::streams::LogHub;
+use crate::supervisor::reload::ReloadConfig;
+use crate::supervisor::{Closers, Shutdown, Supervisor};
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
 use std::cell::RefCell;
@@ -115,7 +116,6 @@ async fn start(cfg: Config) -> Result<()> {
         chown_endpoints(owner, &[&endpoint, &pubsub_endpoint])?;
     }
     let events = Events::default();
-    let registry = Registry::default();
     let p = publisher.clone();
     events.set_sink(Arc::new(move |topic, payload| p.publish(topic, &payload)));
 
@@ -145,13 +145,17 @@ async fn start(cfg: Config) -> Result<()> {
                 "line": String::from_utf8_lossy(&r.line), "seq": seq}),
         );
     }));
-    let sockets: SocketRegistry = Rc::new(RefCell::new(start_sockets(bound).await));
-    let infos = crate::arbiter::socket_infos(&sockets);
-    for w in &cfg.watchers {
-        let e = new_watcher(w.clone(), &infos, &events, &hub).context("cannot start")?;
-        registry.borrow_mut().insert(e.name.clone(), e);
-    }
     let closers = Rc::new(RefCell::new(Closers::default()));
+    let config = Rc::new(RefCell::new(cfg.clone()));
+    let supervisor = Supervisor::new(
+        config.clone(),
+        bound,
+        events.clone(),
+        hub.clone(),
+        closers.clone(),
+    )
+    .context("cannot start")?;
+    let (registry, sockets) = supervisor.registries();
     let globals = Globals {
         endpoint: server.endpoints().first().cloned().unwrap_or(endpoint),
         pubsub_endpoint: publisher.endpoints().first().cloned().unwrap_or(pubsub_endpoint),
@@ -159,16 +163,8 @@ async fn start(cfg: Config) -> Result<()> {
         check_delay: cfg.global.check_delay.map(|d| d.as_secs_f64()),
     };
     tracing::info!(endpoint = %globals.endpoint, pubsub = %globals.pubsub_endpoint, "control channel ready");
-    let config = Rc::new(RefCell::new(cfg.clone()));
     let (cfg_stats, statsd) = (cfg.global.stats_endpoint.clone(), cfg.global.statsd);
-    let root = ArbiterActor::new(
-        cfg,
-        sockets.clone(),
-        registry.clone(),
-        events.clone(),
-        closers.clone(),
-    )
-    .start();
+    let root = supervisor.start();
     let ctx = Ctx(Rc::new(Inner {
         root: root.clone(),
         registry,
@@ -229,12 +225,12 @@ fn describe(a: &crate::config::SocketAddrSpec) -> String {
     }
 }
 
-fn install_signals(root: Addr<ArbiterActor>, ctx: Ctx) -> Result<()> {
+fn install_signals(root: Addr<Supervisor>, ctx: Ctx) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut quit = signal(SignalKind::quit()).context("SIGQUIT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let ctx_for_hup = ctx.clone();
+    let hup_root = root.clone();
     let r = root.clone();
     actix::spawn(async move {
         let mut stopping = false;
@@ -264,13 +260,21 @@ fn install_signals(root: Addr<ArbiterActor>, ctx: Ctx) -> Result<()> {
             crate::control::commands::reopen_logs(&ctx);
         }
     });
-    let hup_ctx = ctx_for_hup;
+
     actix::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the configuration file");
-            match crate::control::commands::reload_config(hup_ctx.clone(), false).await {
-                Ok(plan) => tracing::info!("configuration reloaded: {plan}"),
-                Err(e) => tracing::error!("configuration not reloaded, nothing changed: {}", e.reason),
+            match hup_root.send(ReloadConfig { dry_run: false }).await {
+                Ok(Ok((plan, done))) => {
+                    let errors = done.wait().await.unwrap_or_default();
+                    if errors.is_empty() {
+                        tracing::info!("configuration reloaded: {plan}");
+                    } else {
+                        tracing::error!("configuration reloaded ({plan}), but: {}", errors.join("; "));
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("configuration not reloaded, nothing changed: {e}"),
+                Err(e) => tracing::error!("configuration not reloaded: supervisor unavailable: {e}"),
             }
         }
     });

@@ -6,6 +6,54 @@ use std::sync::{Arc, RwLock};
 
 type Sink = Arc<dyn Fn(String, Value) + Send + Sync>;
 
+/// What happened to a watcher or one of its processes: the topic's last word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatcherEvent {
+    Add,
+    Remove,
+    Updated,
+    Start,
+    Stop,
+    Reload,
+    RolloutFailed,
+    Failed,
+    Spawn,
+    SpawnFailed,
+    Ready,
+    ReadyFailed,
+    Reap,
+    Kill,
+    Backoff,
+    Watchdog,
+    HookSuccess,
+    HookFailure,
+}
+
+impl WatcherEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatcherEvent::Add => "add",
+            WatcherEvent::Remove => "remove",
+            WatcherEvent::Updated => "updated",
+            WatcherEvent::Start => "start",
+            WatcherEvent::Stop => "stop",
+            WatcherEvent::Reload => "reload",
+            WatcherEvent::RolloutFailed => "rollout_failed",
+            WatcherEvent::Failed => "failed",
+            WatcherEvent::Spawn => "spawn",
+            WatcherEvent::SpawnFailed => "spawn_failed",
+            WatcherEvent::Ready => "ready",
+            WatcherEvent::ReadyFailed => "ready_failed",
+            WatcherEvent::Reap => "reap",
+            WatcherEvent::Kill => "kill",
+            WatcherEvent::Backoff => "backoff",
+            WatcherEvent::Watchdog => "watchdog",
+            WatcherEvent::HookSuccess => "hook_success",
+            WatcherEvent::HookFailure => "hook_failure",
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Events {
     sink: Arc<RwLock<Option<Sink>>>,
@@ -27,8 +75,8 @@ impl Events {
     }
 
     /// `watcher.<name>.<event>`: name lowercased, spaces become `_` (as Circus).
-    pub fn watcher(&self, name: &str, event: &str, payload: Value) {
+    pub fn watcher(&self, name: &str, event: WatcherEvent, payload: Value) {
         let name = name.to_lowercase().replace(' ', "_");
-        self.publish(format!("watcher.{name}.{event}"), payload);
+        self.publish(format!("watcher.{name}.{}", event.as_str()), payload);
     }
 }

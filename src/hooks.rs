@@ -5,21 +5,74 @@
 //! Circus); a failing `before_stop` does not — a stop always happens.
 
 use crate::config::WatcherSpec;
-use crate::events::Events;
+use crate::events::{Events, WatcherEvent};
 use crate::reaper::{self, ExitStatus};
 use serde_json::json;
+
+/// The points of a watcher's lifecycle where a hook can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    BeforeStart,
+    AfterStart,
+    BeforeSpawn,
+    AfterSpawn,
+    BeforeStop,
+    AfterStop,
+    BeforeSignal,
+    AfterSignal,
+    AfterReap,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 9] = [
+        Hook::BeforeStart,
+        Hook::AfterStart,
+        Hook::BeforeSpawn,
+        Hook::AfterSpawn,
+        Hook::BeforeStop,
+        Hook::AfterStop,
+        Hook::BeforeSignal,
+        Hook::AfterSignal,
+        Hook::AfterReap,
+    ];
+
+    /// The name used in configs, events and `RINGMASTER_HOOK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::BeforeStart => "before_start",
+            Hook::AfterStart => "after_start",
+            Hook::BeforeSpawn => "before_spawn",
+            Hook::AfterSpawn => "after_spawn",
+            Hook::BeforeStop => "before_stop",
+            Hook::AfterStop => "after_stop",
+            Hook::BeforeSignal => "before_signal",
+            Hook::AfterSignal => "after_signal",
+            Hook::AfterReap => "after_reap",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.as_str() == name)
+    }
+}
+
+/// True when `spec` has a command for `hook`.
+pub fn configured(spec: &WatcherSpec, hook: Hook) -> bool {
+    spec.hooks.contains_key(hook.as_str())
+}
 
 /// Runs `hook` of `spec` if configured. Returns false only when it ran and failed.
 pub async fn run(
     spec: &WatcherSpec,
     events: &Events,
-    hook: &str,
+    hook: Hook,
     pid: Option<i32>,
     wid: Option<u32>,
 ) -> bool {
-    let Some(h) = spec.hooks.get(hook) else {
+    let Some(h) = spec.hooks.get(hook.as_str()) else {
         return true;
     };
+    let hook = hook.as_str();
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(&h.cmd)
@@ -42,7 +95,7 @@ pub async fn run(
             tracing::info!(watcher = %spec.name, hook, "hook succeeded");
             events.watcher(
                 &spec.name,
-                "hook_success",
+                WatcherEvent::HookSuccess,
                 json!({"name": hook, "time": now, "pid": pid, "wid": wid}),
             );
             true
@@ -55,7 +108,7 @@ pub async fn run(
             tracing::warn!(watcher = %spec.name, hook, %error, "hook failed");
             events.watcher(
                 &spec.name,
-                "hook_failure",
+                WatcherEvent::HookFailure,
                 json!({"name": hook, "time": now, "error": error, "pid": pid, "wid": wid}),
             );
             false

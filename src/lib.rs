@@ -4,7 +4,6 @@
 //! [`sockets`] and one actor per [`watchers`] group, which owns one actor per
 //! process slot ([`processes`]). One central [`reaper`] collects every exit.
 
-pub mod arbiter;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -15,7 +14,7 @@ pub mod hooks;
 pub mod processes;
 pub mod readiness;
 pub mod reaper;
-pub mod reload;
 pub mod sockets;
 pub mod streams;
+pub mod supervisor;
 pub mod watchers;

@@ -1,12 +1,14 @@
-//! What every command can reach: the watcher registry (shared with the root
-//! actor, so commands go straight to the watcher they name — no global lock),
-//! the sockets, the global options and the root actor.
+//! What every command can reach: read handles on the registries (commands
+//! look watchers up directly, no global lock), the global options, and the
+//! supervisor, through which every change goes.
 
-use crate::arbiter::{ArbiterActor, Registry, SocketRegistry, WatcherEntry};
 use crate::config::Config;
 use crate::control::protocol::CommandError;
 use crate::events::Events;
-use actix::Addr;
+use crate::supervisor::{
+    ApiError, Done, Match, Registry, Selection, SocketRegistry, Supervisor, WatcherEntry,
+};
+use actix::{Addr, Handler, Message};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -20,7 +22,7 @@ pub struct Globals {
 }
 
 pub struct Inner {
-    pub root: Addr<ArbiterActor>,
+    pub root: Addr<Supervisor>,
     pub registry: Registry,
     pub sockets: SocketRegistry,
     pub globals: Globals,
@@ -28,6 +30,7 @@ pub struct Inner {
     pub started: SystemTime,
     pub hub: crate::streams::LogHub,
     pub follows: std::sync::Arc<crate::control::follows::LogFollows>,
+    /// The running config (the supervisor replaces it on reload).
     pub config: Rc<RefCell<Config>>,
 }
 
@@ -41,69 +44,60 @@ impl std::ops::Deref for Ctx {
     }
 }
 
-/// How `name` is matched against watcher names (Circus's `match`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Match {
-    Glob,
-    Regex,
-    Simple,
-}
-
-impl Match {
-    pub fn parse(s: Option<&str>) -> Result<Match, CommandError> {
-        match s.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("glob") => Ok(Match::Glob),
-            Some("regex") => Ok(Match::Regex),
-            Some("simple") => Ok(Match::Simple),
-            Some(other) => Err(CommandError::message(format!("unknown match method {other}"))),
+impl From<ApiError> for CommandError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound(m) | ApiError::Invalid(m) => CommandError::message(m),
+            ApiError::AlreadyExists(m) => CommandError::command(m),
+            ApiError::Os(m) => CommandError::os(m),
         }
     }
+}
+
+/// Circus's `match` property.
+pub fn parse_match(s: Option<&str>) -> Result<Match, CommandError> {
+    match s.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("glob") => Ok(Match::Glob),
+        Some("regex") => Ok(Match::Regex),
+        Some("simple") => Ok(Match::Simple),
+        Some(other) => Err(CommandError::message(format!("unknown match method {other}"))),
+    }
+}
+
+/// The selection named by the `name` and `match` properties (all without a name).
+pub fn selection(name: Option<String>, how: Option<&str>) -> Result<Selection, CommandError> {
+    let how = parse_match(how)?;
+    Ok(match name {
+        None => Selection::All,
+        Some(pattern) => Selection::Named { pattern, how },
+    })
 }
 
 impl Ctx {
     /// The watcher called `name` (case-insensitive), or Circus's "program X not found".
     pub fn watcher(&self, name: &str) -> Result<WatcherEntry, CommandError> {
-        let key = name.to_lowercase();
         self.registry
-            .borrow()
-            .get(&key)
-            .cloned()
+            .get(name)
             .ok_or_else(|| CommandError::message(format!("program {name} not found")))
     }
 
     /// Every watcher, highest priority first.
     pub fn all(&self) -> Vec<WatcherEntry> {
-        let mut v: Vec<WatcherEntry> = self.registry.borrow().values().cloned().collect();
-        v.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
-        v
+        self.registry.by_priority()
     }
 
-    /// Watchers whose name matches `pattern`, highest priority first; none is an error.
-    pub fn matching(&self, pattern: &str, how: Match) -> Result<Vec<WatcherEntry>, CommandError> {
-        let p = pattern.to_lowercase();
-        let re = match how {
-            Match::Regex => Some(
-                regex::Regex::new(&format!("^(?:{p})"))
-                    .map_err(|e| CommandError::message(format!("invalid regex {pattern:?}: {e}")))?,
-            ),
-            _ => None,
-        };
-        let glob = match how {
-            Match::Glob => Some(crate::fnmatch::Glob::new(&p)),
-            _ => None,
-        };
-        let found: Vec<WatcherEntry> = self
-            .all()
-            .into_iter()
-            .filter(|w| match how {
-                Match::Simple => w.name == p,
-                Match::Glob => glob.as_ref().is_some_and(|g| g.matches(&w.name)),
-                Match::Regex => re.as_ref().is_some_and(|r| r.is_match(&w.name)),
-            })
-            .collect();
-        if found.is_empty() {
-            return Err(CommandError::message(format!("program {pattern} not found")));
-        }
-        Ok(found)
+    /// Sends a request to the supervisor; a refusal is the command's error.
+    pub async fn call<M, T>(&self, m: M) -> Result<Done<T>, CommandError>
+    where
+        M: Message<Result = Result<Done<T>, ApiError>> + Send + 'static,
+        Supervisor: Handler<M>,
+        T: 'static,
+        M::Result: Send,
+    {
+        self.root
+            .send(m)
+            .await
+            .map_err(|e| CommandError::command(format!("supervisor unavailable: {e}")))?
+            .map_err(CommandError::from)
     }
 }

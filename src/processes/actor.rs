@@ -283,21 +283,30 @@ impl ProcessActor {
         match a {
             Action::Spawn => {
                 self.stop_override = None;
-                if self.spec.hooks.contains_key("before_spawn") {
+                if crate::hooks::configured(&self.spec, crate::hooks::Hook::BeforeSpawn) {
                     let spec = self.spec.clone();
                     let events = self.events.clone();
                     ctx.spawn(
-                        async move { crate::hooks::run(&spec, &events, "before_spawn", None, Some(wid)).await }
-                            .into_actor(self)
-                            .map(|ok, act, ctx| {
-                                if ok {
-                                    act.spawn(ctx);
-                                } else {
-                                    act.last_error = Some("before_spawn hook failed".into());
-                                    act.resolve_spawn_waiters(None);
-                                    act.feed(Event::SpawnFailed, ctx);
-                                }
-                            }),
+                        async move {
+                            crate::hooks::run(
+                                &spec,
+                                &events,
+                                crate::hooks::Hook::BeforeSpawn,
+                                None,
+                                Some(wid),
+                            )
+                            .await
+                        }
+                        .into_actor(self)
+                        .map(|ok, act, ctx| {
+                            if ok {
+                                act.spawn(ctx);
+                            } else {
+                                act.last_error = Some("before_spawn hook failed".into());
+                                act.resolve_spawn_waiters(None);
+                                act.feed(Event::SpawnFailed, ctx);
+                            }
+                        }),
                     );
                     return None;
                 }
@@ -491,14 +500,21 @@ impl ProcessActor {
                         }
                     }));
                 }
-                if self.spec.hooks.contains_key("after_spawn") {
+                if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterSpawn) {
                     // Whoever waits for this spawn (a watcher's start, then
                     // its after_start hook) waits for after_spawn too, as in
                     // Circus, where the hook runs inside the spawn.
                     let (spec, events, wid) = (self.spec.clone(), self.events.clone(), self.wid);
                     ctx.spawn(
                         async move {
-                            crate::hooks::run(&spec, &events, "after_spawn", Some(pid), Some(wid)).await;
+                            crate::hooks::run(
+                                &spec,
+                                &events,
+                                crate::hooks::Hook::AfterSpawn,
+                                Some(pid),
+                                Some(wid),
+                            )
+                            .await;
                         }
                         .into_actor(self)
                         .map(move |(), act, _| act.resolve_spawn_waiters(Some(pid))),
@@ -653,7 +669,7 @@ impl ProcessActor {
             act.watchdog_timer = None;
             if act.life.state.pid() == Some(pid) {
                 tracing::warn!(watcher = %act.spec.name, wid = act.wid, pid, "watchdog: no WATCHDOG=1 within {t:?}; restarting the process");
-                act.events.watcher(&act.spec.name, "watchdog", serde_json::json!({"process_pid": pid, "wid": act.wid, "time": crate::watchers::now_f64()}));
+                act.events.watcher(&act.spec.name, crate::events::WatcherEvent::Watchdog, serde_json::json!({"process_pid": pid, "wid": act.wid, "time": crate::watchers::now_f64()}));
                 act.feed(Event::Replace, ctx);
             }
         }));
@@ -840,10 +856,17 @@ impl Handler<Exited> for ProcessActor {
             status: m.status,
             uptime: lived,
         });
-        if self.spec.hooks.contains_key("after_reap") {
+        if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterReap) {
             let (spec, events, wid, pid) = (self.spec.clone(), self.events.clone(), self.wid, m.pid);
             actix::spawn(async move {
-                crate::hooks::run(&spec, &events, "after_reap", Some(pid), Some(wid)).await;
+                crate::hooks::run(
+                    &spec,
+                    &events,
+                    crate::hooks::Hook::AfterReap,
+                    Some(pid),
+                    Some(wid),
+                )
+                .await;
             });
         }
         let group_alive = !reaper::group_empty(m.pid);

@@ -10,8 +10,10 @@ pub struct SocketActor {
 }
 
 impl SocketActor {
-    pub fn new(socket: BoundSocket) -> Self {
-        SocketActor { socket }
+    /// Starts the actor that keeps `socket` open; returns it with the socket's info.
+    pub fn launch(socket: BoundSocket) -> (Addr<SocketActor>, SocketInfo) {
+        let info = SocketInfo::of(&socket);
+        (SocketActor { socket }.start(), info)
     }
 }
 
@@ -41,20 +43,13 @@ pub struct SocketInfo {
     pub local: String,
 }
 
-#[derive(Message)]
-#[rtype(result = "SocketInfo")]
-pub struct GetSocketInfo;
-
-impl Handler<GetSocketInfo> for SocketActor {
-    type Result = MessageResult<GetSocketInfo>;
-
-    fn handle(&mut self, _: GetSocketInfo, _: &mut Self::Context) -> Self::Result {
-        let s = &self.socket;
+impl SocketInfo {
+    pub fn of(s: &BoundSocket) -> SocketInfo {
         let (host, path) = match &s.spec.addr {
             SocketAddrSpec::Inet { host, .. } => (Some(host.clone()), None),
             SocketAddrSpec::Unix { path, .. } => (None, Some(path.display().to_string())),
         };
-        MessageResult(SocketInfo {
+        SocketInfo {
             name: s.spec.name.clone(),
             fd: s.fd.clone(),
             raw_fd: s.fd.as_raw_fd(),
@@ -63,6 +58,18 @@ impl Handler<GetSocketInfo> for SocketActor {
             port: s.port,
             path,
             local: s.local.clone(),
-        })
+        }
+    }
+}
+
+/// Closes the socket (unlinking its UNIX path).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopSocket;
+
+impl Handler<StopSocket> for SocketActor {
+    type Result = ();
+    fn handle(&mut self, _: StopSocket, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

@@ -6,5 +6,5 @@
 mod actor;
 mod bind;
 
-pub use actor::{GetSocketInfo, SocketActor, SocketInfo};
+pub use actor::{SocketActor, SocketInfo, StopSocket};
 pub use bind::{bind, BoundSocket};

@@ -1,78 +1,50 @@
+//! The watcher actor: performs what its lifecycle table (`state.rs`)
+//! decides, and feeds back the outcomes of the operations it runs.
+
+use super::slots::{Slot, Slots};
+use super::state::{Action, Event, Lifecycle, Outcome, Publish, RestartHow, Ticket, WatcherState};
+use super::StartInfo;
 use crate::config::{Signum, WatcherSpec};
-use crate::events::Events;
+use crate::events::{Events, WatcherEvent};
+use crate::hooks::Hook;
 use crate::processes::spawn::InheritedSocket;
 use crate::processes::{
     DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
-    SlotReport, StartSlot, StopSlot, UpdateSlotSpec, WaitReady,
+    SlotReport, StartSlot, StopSlot, UpdateSlotSpec,
 };
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
 use actix::prelude::*;
 use futures::future::join_all;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio::sync::oneshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatcherState {
-    Stopped,
-    Starting,
-    Active,
-    Stopping,
-    Failed,
-}
-
-impl WatcherState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WatcherState::Stopped => "stopped",
-            WatcherState::Starting => "starting",
-            WatcherState::Active => "active",
-            WatcherState::Stopping => "stopping",
-            WatcherState::Failed => "failed",
-        }
-    }
-
-    fn running(self) -> bool {
-        matches!(self, WatcherState::Active | WatcherState::Starting)
-    }
-}
-
-struct Slot {
-    addr: Addr<ProcessActor>,
-    id: u64,
-    pid: Option<i32>,
-    /// Reported `Stopped` since its last spawn (a slot still spawning has
-    /// no pid yet but has not ended).
-    ended: bool,
-}
+/// Mailboxes hold every command: a full one would let a later message
+/// overtake an earlier one, and a stop must never be overtaken by a start.
+const MAILBOX: usize = 1 << 16;
 
 pub struct WatcherActor {
-    spec: Arc<WatcherSpec>,
-    sockets: Arc<Vec<InheritedSocket>>,
+    pub(super) spec: Arc<WatcherSpec>,
+    /// The spec before an update that is being rolled out, put back if the rollout fails.
+    rollback: Option<Arc<WatcherSpec>>,
+    pub(super) sockets: Arc<Vec<InheritedSocket>>,
     /// Keeps the daemon's socket fds open as long as a child may need them.
     fds: Vec<Arc<OwnedFd>>,
-    slots: BTreeMap<u32, Slot>,
-    /// Wids of slots being stopped by a rollout: not reused until they are gone.
-    retiring: std::collections::BTreeSet<u32>,
-    numprocesses: u32,
-    state: WatcherState,
-    events: Events,
-    logs: WatcherLogs,
-    /// Bumped on every start/stop so a delayed spawn of an old start is dropped.
-    generation: u64,
-}
-
-/// Pids started, stopped and kept by a start/restart/reload (Circus's
-/// `info`), and why it stopped short, if it did.
-#[derive(Debug, Clone, Default)]
-pub struct StartInfo {
-    pub started: Vec<i32>,
-    pub kept: Vec<i32>,
-    pub stopped: Vec<i32>,
-    pub errors: Vec<String>,
+    pub(super) slots: Slots,
+    pub(super) numprocesses: u32,
+    pub(super) life: Lifecycle,
+    pub(super) events: Events,
+    pub(super) logs: WatcherLogs,
+    waiters: HashMap<Ticket, oneshot::Sender<Outcome>>,
+    next_ticket: Ticket,
+    /// Starts of slots added by the last `Scale`, for whoever asked for it.
+    scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
+    /// (wid, failures) of the slot that gave up, for the `failed` event.
+    last_failure: (u32, u32),
 }
 
 fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket>, Vec<Arc<OwnedFd>>) {
@@ -93,42 +65,55 @@ fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket
     )
 }
 
+pub fn now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl WatcherActor {
     pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events, logs: WatcherLogs) -> Self {
         let (inh, fds) = inherited(&spec, sockets);
         WatcherActor {
             numprocesses: spec.numprocesses,
             spec: Arc::new(spec),
+            rollback: None,
             sockets: Arc::new(inh),
             fds,
-            slots: BTreeMap::new(),
-            retiring: Default::default(),
-            state: WatcherState::Stopped,
+            slots: Slots::default(),
+            life: Lifecycle::default(),
             events,
             logs,
-            generation: 0,
+            waiters: HashMap::new(),
+            next_ticket: 0,
+            scaled: Vec::new(),
+            last_failure: (0, 0),
         }
     }
 
-    fn publish(&self, event: &str, mut payload: serde_json::Value) {
+    /// Starts the actor with a mailbox that never reorders commands.
+    pub fn launch(self) -> Addr<WatcherActor> {
+        WatcherActor::create(move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX);
+            self
+        })
+    }
+
+    pub(super) fn publish(&self, event: WatcherEvent, mut payload: serde_json::Value) {
         if let Some(o) = payload.as_object_mut() {
             o.insert("time".into(), json!(now_f64()));
         }
         self.events.watcher(&self.spec.name, event, payload);
     }
 
-    fn set_state(&mut self, s: WatcherState) {
-        if self.state != s {
-            tracing::info!(watcher = %self.spec.name, state = s.as_str(), "watcher state");
-            self.state = s;
-        }
+    pub(super) fn hook(&self, hook: Hook) -> impl std::future::Future<Output = bool> {
+        let (spec, events) = (self.spec.clone(), self.events.clone());
+        async move { crate::hooks::run(&spec, &events, hook, None, None).await }
     }
 
-    /// A new slot with the smallest free wid.
-    fn add_slot(&mut self, ctx: &mut Context<Self>) -> (u32, Addr<ProcessActor>) {
-        let wid = (1..)
-            .find(|w| !self.slots.contains_key(w) && !self.retiring.contains(w))
-            .unwrap_or(u32::MAX);
+    /// A new live slot at the smallest free wid.
+    pub(super) fn add_slot(&mut self, ctx: &mut Context<Self>) -> (u32, Addr<ProcessActor>) {
+        let wid = self.slots.take_wid();
         let actor = ProcessActor::new(
             wid,
             self.spec.clone(),
@@ -138,8 +123,11 @@ impl WatcherActor {
             self.logs.clone(),
         );
         let id = actor.slot_id;
-        let addr = actor.start();
-        self.slots.insert(
+        let addr = ProcessActor::create(move |c| {
+            c.set_mailbox_capacity(MAILBOX);
+            actor
+        });
+        self.slots.live.insert(
             wid,
             Slot {
                 addr: addr.clone(),
@@ -151,21 +139,182 @@ impl WatcherActor {
         (wid, addr)
     }
 
+    /// Takes slot `wid` out and stops it; its wid is free once it is gone.
+    pub(super) fn retire(&mut self, wid: u32) -> Option<ResponseActFuture<Self, ()>> {
+        let addr = self.slots.retire(wid)?;
+        let stop = addr.send(StopSlot);
+        let fut = async move {
+            let _ = stop.await;
+        }
+        .into_actor(self)
+        .map(move |_, act: &mut Self, _| act.slots.retired(wid, &addr));
+        Some(Box::pin(fut))
+    }
+
+    fn state(&self) -> WatcherState {
+        self.life.state
+    }
+
+    fn ticket(&mut self) -> (Ticket, oneshot::Receiver<Outcome>) {
+        self.next_ticket += 1;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.insert(self.next_ticket, tx);
+        (self.next_ticket, rx)
+    }
+
+    /// Feeds a command to the table; resolves with its outcome.
+    fn command(
+        &mut self,
+        make: impl FnOnce(Ticket) -> Event,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Outcome> {
+        let (t, rx) = self.ticket();
+        self.feed(make(t), ctx);
+        Box::pin(async move { rx.await.unwrap_or(Outcome::Canceled("the watcher went away")) })
+    }
+
+    /// Feeds an event to the lifecycle table and performs what it decides.
+    pub(super) fn feed(&mut self, ev: Event, ctx: &mut Context<Self>) {
+        let before = self.state();
+        let rollout_done = matches!(ev, Event::RolloutDone { .. });
+        let actions = self.life.step(ev);
+        for a in actions {
+            self.perform(a, ctx);
+        }
+        if rollout_done {
+            self.rollback = None;
+        }
+        let after = self.state();
+        if before != after {
+            tracing::info!(watcher = %self.spec.name, state = after.as_str(), "watcher state");
+        }
+    }
+
+    fn reply(&mut self, tickets: Vec<Ticket>, outcome: Outcome) {
+        for t in tickets {
+            if let Some(tx) = self.waiters.remove(&t) {
+                let _ = tx.send(outcome.clone());
+            }
+        }
+    }
+
+    fn perform(&mut self, a: Action, ctx: &mut Context<Self>) {
+        match a {
+            Action::RunStart { op } => {
+                self.rollback = None;
+                let f = self.run_start(op);
+                ctx.spawn(f);
+            }
+            Action::RunStop { op, hooks } => {
+                self.rollback = None;
+                let f = self.run_stop(op, hooks);
+                ctx.spawn(f);
+            }
+            Action::RunRollout { op, sequential } => {
+                let (surge, unavailable) = if sequential {
+                    (0, 1)
+                } else {
+                    (self.spec.max_surge, self.spec.max_unavailable)
+                };
+                let olds = self.slots.running();
+                let f = self.rollout(op, olds, surge, unavailable, ctx);
+                ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));
+            }
+            Action::Scale => {
+                for s in self.scale_up(ctx) {
+                    self.scaled.push(Box::pin(async move {
+                        let _ = s.await;
+                    }));
+                }
+                self.scale_down(ctx);
+            }
+            Action::KillAll => {
+                for a in self.slots.all_addrs() {
+                    a.do_send(KillSlot);
+                }
+            }
+            Action::Hup => {
+                for s in self.slots.live.values().filter(|s| s.pid.is_some()) {
+                    s.addr.do_send(SignalSlot {
+                        signal: Signum(libc::SIGHUP),
+                        group: false,
+                    });
+                }
+            }
+            Action::Forget => {
+                for a in self.slots.all_addrs() {
+                    a.do_send(DetachSlot);
+                }
+                self.slots = Slots::default();
+                ctx.stop();
+            }
+            Action::RevertSpec => {
+                if let Some(prev) = self.rollback.take() {
+                    tracing::warn!(watcher = %self.spec.name, "rollout failed: new processes use the previous spec again");
+                    let mut prev = (*prev).clone();
+                    prev.numprocesses = self.numprocesses;
+                    self.set_spec(Arc::new(prev));
+                }
+            }
+            Action::Reply(tickets, outcome) => self.reply(tickets, outcome),
+            Action::ReplyRunning(t) => {
+                let kept = self.slots.running().into_iter().map(|(_, p)| p).collect();
+                self.reply(
+                    vec![t],
+                    Outcome::Done(StartInfo {
+                        kept,
+                        ..Default::default()
+                    }),
+                );
+            }
+            Action::Publish(p) => {
+                let (ev, payload) = match p {
+                    Publish::Start => (WatcherEvent::Start, json!({})),
+                    Publish::Stop => (WatcherEvent::Stop, json!({})),
+                    Publish::Reload => (WatcherEvent::Reload, json!({})),
+                    Publish::RolloutFailed => (WatcherEvent::RolloutFailed, json!({})),
+                    Publish::Failed => {
+                        let (wid, failures) = self.last_failure;
+                        tracing::error!(watcher = %self.spec.name, failures, "watcher failed: its processes keep exiting; stopping them (start it again to retry)");
+                        (WatcherEvent::Failed, json!({"wid": wid, "failures": failures}))
+                    }
+                };
+                self.publish(ev, payload);
+            }
+        }
+    }
+
+    /// Uses `spec` for every slot's next spawn.
+    fn set_spec(&mut self, spec: Arc<WatcherSpec>) {
+        self.spec = spec.clone();
+        for s in self.slots.live.values() {
+            s.addr.do_send(UpdateSlotSpec(
+                spec.clone(),
+                self.sockets.clone(),
+                self.logs.clone(),
+            ));
+        }
+    }
+
     /// Adds slots up to numprocesses and starts them, `warmup_delay` apart.
     /// Returns the starts made at once (each resolves when its process has
     /// been spawned).
     fn scale_up(&mut self, ctx: &mut Context<Self>) -> Vec<Request<ProcessActor, StartSlot>> {
         let warmup = self.spec.warmup_delay;
-        let gen = self.generation;
-        let mut k = 0u32;
+        let op = self.life.op();
         let mut started = Vec::new();
-        while (self.slots.len() as u32) < self.numprocesses {
-            let (_, addr) = self.add_slot(ctx);
+        let mut k = 0u32;
+        while (self.slots.live.len() as u32) < self.numprocesses {
+            let (wid, addr) = self.add_slot(ctx);
             if warmup.is_zero() || k == 0 {
                 started.push(addr.send(StartSlot));
             } else {
                 ctx.run_later(warmup * k, move |act, _| {
-                    if act.generation == gen {
+                    // Only if no other operation began meanwhile and the slot is still there.
+                    if act.life.op() == op
+                        && act.state().running()
+                        && act.slots.live.get(&wid).is_some_and(|s| s.addr == addr)
+                    {
                         addr.do_send(StartSlot);
                     }
                 });
@@ -175,347 +324,151 @@ impl WatcherActor {
         started
     }
 
-    /// Stops and removes the highest slots above numprocesses.
+    /// Stops and takes out the highest slots above numprocesses.
     fn scale_down(&mut self, ctx: &mut Context<Self>) {
-        while self.slots.len() as u32 > self.numprocesses {
-            let Some((_, slot)) = self.slots.pop_last() else {
+        while self.slots.live.len() as u32 > self.numprocesses {
+            let Some(wid) = self.slots.live.keys().next_back().copied() else {
                 break;
             };
-            let addr = slot.addr;
-            ctx.spawn(
-                async move {
-                    let _ = addr.send(StopSlot).await;
-                }
-                .into_actor(self),
-            );
+            if let Some(f) = self.retire(wid) {
+                ctx.spawn(f);
+            }
         }
     }
-
-    fn stop_all(&mut self) -> impl std::future::Future<Output = ()> {
-        let addrs: Vec<Addr<ProcessActor>> = self.slots.values().map(|s| s.addr.clone()).collect();
-        async move {
-            join_all(addrs.iter().map(|a| a.send(StopSlot))).await;
-        }
-    }
-
-    fn hook(&self, name: &'static str) -> impl std::future::Future<Output = bool> {
-        let (spec, events) = (self.spec.clone(), self.events.clone());
-        async move { crate::hooks::run(&spec, &events, name, None, None).await }
-    }
-
-    fn start_future(&mut self, ctx: &mut Context<Self>) -> ResponseActFuture<Self, StartInfo> {
-        if self.state.running() {
-            // Already running: just make sure every slot is there.
-            let kept = self.slots.values().filter_map(|s| s.pid).collect();
-            self.scale_up(ctx);
-            return Box::pin(fut::ready(StartInfo {
-                kept,
-                ..Default::default()
-            }));
-        }
-        self.generation += 1;
-        let gen = self.generation;
-        self.set_state(WatcherState::Starting);
-        let before = self.hook("before_start");
-        Box::pin(before.into_actor(self).then(move |ok, act, ctx| {
-            if !ok || act.generation != gen {
-                act.set_state(WatcherState::Stopped);
-                let info = StartInfo {
-                    errors: vec!["before_start hook failed".into()],
-                    ..Default::default()
-                };
-                return Box::pin(fut::ready(info)) as ResponseActFuture<Self, StartInfo>;
-            }
-            while (act.slots.len() as u32) < act.numprocesses {
-                act.add_slot(ctx);
-            }
-            let kept: Vec<i32> = act.slots.values().filter_map(|s| s.pid).collect();
-            let to_start: Vec<Addr<ProcessActor>> = act
-                .slots
-                .values()
-                .filter(|s| s.pid.is_none())
-                .map(|s| s.addr.clone())
-                .collect();
-            // Circus's warmup: one process at a time, `warmup_delay` apart
-            // (readiness "delay" waits that long); other readiness kinds start all at once.
-            let sequential = act.spec.ready.kind == crate::config::model::ReadyKind::Delay
-                && !act.spec.warmup_delay.is_zero();
-            let fut = async move {
-                let mut info = StartInfo {
-                    kept,
-                    ..Default::default()
-                };
-                let mut results = Vec::new();
-                if sequential {
-                    for a in &to_start {
-                        let _ = a.send(StartSlot).await;
-                        results.push(a.send(WaitReady).await);
-                    }
-                } else {
-                    join_all(to_start.iter().map(|a| a.send(StartSlot))).await;
-                    results = join_all(to_start.iter().map(|a| a.send(WaitReady))).await;
-                }
-                for r in results {
-                    match r {
-                        Ok(Ok(pid)) => info.started.push(pid),
-                        Ok(Err(e)) => info.errors.push(e),
-                        Err(e) => info.errors.push(e.to_string()),
-                    }
-                }
-                info
-            };
-            Box::pin(fut.into_actor(act).then(move |info, act, _| {
-                let after = act.hook("after_start");
-                after.into_actor(act).map(move |_, act, _| {
-                    if act.generation == gen && act.state == WatcherState::Starting {
-                        act.set_state(WatcherState::Active);
-                        act.publish("start", json!({}));
-                    }
-                    info
-                })
-            }))
-        }))
-    }
-
-    fn stop_future(&mut self) -> ResponseActFuture<Self, Vec<i32>> {
-        self.generation += 1;
-        if self.state != WatcherState::Failed {
-            self.set_state(WatcherState::Stopping);
-        }
-        let pids: Vec<i32> = self.slots.values().filter_map(|s| s.pid).collect();
-        let before = self.hook("before_stop");
-        let fut = self.stop_all();
-        Box::pin(
-            async move {
-                before.await;
-                fut.await;
-            }
-            .into_actor(self)
-            .then(move |_, act, _| {
-                if act.state != WatcherState::Failed {
-                    act.set_state(WatcherState::Stopped);
-                }
-                act.publish("stop", json!({}));
-                act.hook("after_stop").into_actor(act).map(move |_, _, _| pids)
-            }),
-        )
-    }
-
-    /// Replaces `olds` without dropping below the target: start a new process,
-    /// wait until it is ready, then stop an old one gracefully, `max_surge` /
-    /// `max_unavailable` at a time. A new process that fails readiness stops
-    /// the rollout; the old ones keep serving.
-    fn rollout(
-        &mut self,
-        olds: Vec<(u32, i32)>,
-        surge: u32,
-        unavailable: u32,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, StartInfo> {
-        let me = ctx.address();
-        let name = self.spec.name.clone();
-        let fut = async move {
-            let mut info = StartInfo::default();
-            let batch = (surge + unavailable).max(1) as usize;
-            let mut draining = Vec::new();
-            for chunk in olds.chunks(batch) {
-                let first = (unavailable as usize).min(chunk.len());
-                for (wid, pid) in &chunk[..first] {
-                    let _ = me.send(RemoveSlot(*wid)).await;
-                    info.stopped.push(*pid);
-                }
-                let mut news = Vec::new();
-                for _ in 0..chunk.len() {
-                    if let Ok(n) = me.send(AddSlot).await {
-                        news.push(n);
-                    }
-                }
-                join_all(news.iter().map(|(_, a)| a.send(StartSlot))).await;
-                let ready = join_all(news.iter().map(|(_, a)| a.send(WaitReady))).await;
-                let mut failure = None;
-                for r in ready {
-                    match r {
-                        Ok(Ok(pid)) => info.started.push(pid),
-                        Ok(Err(e)) => failure = Some(e),
-                        Err(e) => failure = Some(e.to_string()),
-                    }
-                }
-                if let Some(reason) = failure {
-                    tracing::error!(watcher = %name, %reason, "rollout stopped: a new process is not ready; keeping the old ones");
-                    for (wid, _) in &news {
-                        let _ = me.send(RemoveSlot(*wid)).await;
-                    }
-                    info.errors
-                        .push(format!("rollout of {name} stopped, old processes kept: {reason}"));
-                    break;
-                }
-                for (wid, pid) in &chunk[first..] {
-                    draining.push(me.send(RemoveSlot(*wid)));
-                    info.stopped.push(*pid);
-                }
-            }
-            join_all(draining).await;
-            info
-        };
-        Box::pin(fut.into_actor(self).map(|info, act, _| {
-            if info.errors.is_empty() {
-                act.publish("reload", json!({}));
-            } else {
-                act.publish("rollout_failed", json!({"reason": info.errors.join("; ")}));
-            }
-            info
-        }))
-    }
-
-    fn running_slots(&self) -> Vec<(u32, i32)> {
-        self.slots
-            .iter()
-            .filter_map(|(w, s)| s.pid.map(|p| (*w, p)))
-            .collect()
-    }
-}
-
-pub fn now_f64() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Actor for WatcherActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        for s in self.slots.values() {
-            s.addr.do_send(KillSlot);
+        for a in self.slots.all_addrs() {
+            a.do_send(KillSlot);
         }
     }
 }
 
-/// Start the watcher's processes (also leaves `failed`). Resolves once every
-/// process is ready or failed readiness.
-#[derive(Message)]
-#[rtype(result = "StartInfo")]
-pub struct StartWatcher;
-
-impl Handler<StartWatcher> for WatcherActor {
-    type Result = ResponseActFuture<Self, StartInfo>;
-    fn handle(&mut self, _: StartWatcher, ctx: &mut Self::Context) -> Self::Result {
-        self.start_future(ctx)
-    }
+/// A command to a watcher; resolves with its outcome once it took effect or
+/// a later command cancelled it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Outcome")]
+pub enum Command {
+    /// Start the processes (also leaves `failed`); done when each is ready or failed readiness.
+    Start,
+    /// Stop every process gracefully; done when all are gone.
+    Stop,
+    /// Replace the processes.
+    Restart(RestartHow),
+    /// Stop (or, with `stop: false`, forget) every process, then end the actor.
+    Remove { stop: bool },
 }
 
-/// Stop every process gracefully; resolves with their pids when all are gone.
-#[derive(Message)]
-#[rtype(result = "Vec<i32>")]
-pub struct StopWatcher;
-
-impl Handler<StopWatcher> for WatcherActor {
-    type Result = ResponseActFuture<Self, Vec<i32>>;
-    fn handle(&mut self, _: StopWatcher, _: &mut Self::Context) -> Self::Result {
-        self.stop_future()
-    }
-}
-
-/// Replace every process: rolling when the watcher runs, else a start.
-#[derive(Message)]
-#[rtype(result = "StartInfo")]
-pub struct RestartWatcher;
-
-impl Handler<RestartWatcher> for WatcherActor {
-    type Result = ResponseActFuture<Self, StartInfo>;
-    fn handle(&mut self, _: RestartWatcher, ctx: &mut Self::Context) -> Self::Result {
-        self.handle(
-            ReloadWatcher {
-                graceful: true,
-                sequential: false,
+impl Handler<Command> for WatcherActor {
+    type Result = ResponseFuture<Outcome>;
+    fn handle(&mut self, m: Command, ctx: &mut Self::Context) -> Self::Result {
+        let how = match m {
+            Command::Restart(RestartHow::Rolling) if self.spec.send_hup => RestartHow::Hup,
+            Command::Restart(h) => h,
+            _ => RestartHow::Rolling,
+        };
+        self.command(
+            |t| match m {
+                Command::Start => Event::Start(t),
+                Command::Stop => Event::Stop(t),
+                Command::Restart(_) => Event::Restart(t, how),
+                Command::Remove { stop } => Event::Remove(t, stop),
             },
             ctx,
         )
     }
 }
 
-/// Reload: rolling replacement (`max_surge`/`max_unavailable`), or
-/// `sequential` (one at a time, old first), SIGHUP with `send_hup`, or stop
-/// then start with `graceful = false`.
-#[derive(Message)]
-#[rtype(result = "StartInfo")]
-pub struct ReloadWatcher {
-    pub graceful: bool,
-    pub sequential: bool,
-}
-
-impl Handler<ReloadWatcher> for WatcherActor {
-    type Result = ResponseActFuture<Self, StartInfo>;
-    fn handle(&mut self, m: ReloadWatcher, ctx: &mut Self::Context) -> Self::Result {
-        if !self.state.running() {
-            return self.start_future(ctx);
-        }
-        if !m.graceful {
-            let stop = self.stop_future();
-            return Box::pin(stop.then(|stopped, act, ctx| {
-                act.start_future(ctx).map(move |mut info, _, _| {
-                    info.stopped = stopped;
-                    info.kept.clear();
-                    info
-                })
-            }));
-        }
-        let running = self.running_slots();
-        if self.spec.send_hup {
-            for (_, pid) in &running {
-                // SAFETY: plain syscall.
-                unsafe { libc::kill(*pid, libc::SIGHUP) };
-            }
-            self.publish("reload", json!({}));
-            let kept = running.iter().map(|(_, p)| *p).collect();
-            return Box::pin(fut::ready(StartInfo {
-                kept,
-                ..Default::default()
-            }));
-        }
-        let (surge, unavailable) = if m.sequential {
-            (0, 1)
-        } else {
-            (self.spec.max_surge, self.spec.max_unavailable)
-        };
-        self.rollout(running, surge, unavailable, ctx)
-    }
-}
-
-/// Internal: a new slot for a rollout.
-#[derive(Message)]
-#[rtype(result = "(u32, Addr<ProcessActor>)")]
-struct AddSlot;
-
-impl Handler<AddSlot> for WatcherActor {
-    type Result = MessageResult<AddSlot>;
-    fn handle(&mut self, _: AddSlot, ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.add_slot(ctx))
-    }
-}
-
-/// Internal: stop a slot gracefully and forget it; resolves when it is gone.
+/// SIGKILL every process group at once (second SIGINT).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RemoveSlot(u32);
+pub struct KillWatcher;
 
-impl Handler<RemoveSlot> for WatcherActor {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, m: RemoveSlot, _: &mut Self::Context) -> Self::Result {
-        let wid = m.0;
-        let slot = self.slots.remove(&wid);
-        self.retiring.insert(wid);
-        Box::pin(
-            async move {
-                if let Some(s) = slot {
-                    let _ = s.addr.send(StopSlot).await;
-                }
+impl Handler<KillWatcher> for WatcherActor {
+    type Result = ();
+    fn handle(&mut self, _: KillWatcher, ctx: &mut Self::Context) {
+        self.feed(Event::Kill, ctx);
+    }
+}
+
+/// Change the target number of processes, to a number or by a difference
+/// (so two concurrent `incr` add two).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "u32")]
+pub enum Resize {
+    To(u32),
+    By(i64),
+}
+
+impl Handler<Resize> for WatcherActor {
+    type Result = ResponseFuture<u32>;
+    /// Replies once the added processes have been spawned (as Circus's
+    /// `incr` does), so a `list` right after shows their pids.
+    fn handle(&mut self, m: Resize, ctx: &mut Self::Context) -> Self::Result {
+        let n = match m {
+            Resize::To(n) => n,
+            Resize::By(d) => i64::from(self.numprocesses)
+                .saturating_add(d)
+                .clamp(0, i64::from(super::MAX_PROCESSES)) as u32,
+        };
+        let n = if self.spec.singleton { n.min(1) } else { n };
+        self.numprocesses = n;
+        if self.spec.numprocesses != n {
+            Arc::make_mut(&mut self.spec).numprocesses = n;
+        }
+        self.feed(Event::Scale, ctx);
+        let started = std::mem::take(&mut self.scaled);
+        Box::pin(async move {
+            join_all(started).await;
+            n
+        })
+    }
+}
+
+/// Use a changed spec (and sockets): new processes get it; with `roll`, the
+/// running ones are replaced (rolling), and a failed rollout puts the
+/// previous spec back.
+#[derive(Message)]
+#[rtype(result = "Outcome")]
+pub struct UpdateSpec {
+    pub spec: WatcherSpec,
+    pub sockets: Option<Vec<SocketInfo>>,
+    /// New log destinations (when the stream config changed).
+    pub logs: Option<WatcherLogs>,
+    pub roll: bool,
+}
+
+impl Handler<UpdateSpec> for WatcherActor {
+    type Result = ResponseFuture<Outcome>;
+    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(socks) = &m.sockets {
+            let (inh, fds) = inherited(&m.spec, socks);
+            self.sockets = Arc::new(inh);
+            self.fds = fds;
+        }
+        if let Some(l) = m.logs {
+            self.logs = l;
+        }
+        let numprocesses = m.spec.numprocesses;
+        let previous = self.spec.clone();
+        self.set_spec(Arc::new(m.spec));
+        self.publish(WatcherEvent::Updated, json!({}));
+        let scaled = (self.numprocesses != numprocesses).then(|| self.handle(Resize::To(numprocesses), ctx));
+        if m.roll && self.state().running() {
+            if self.rollback.is_none() {
+                self.rollback = Some(previous);
             }
-            .into_actor(self)
-            .map(move |_, act, _| {
-                act.retiring.remove(&wid);
-            }),
-        )
+            return self.command(|t| Event::Restart(t, RestartHow::Rolling), ctx);
+        }
+        Box::pin(async move {
+            if let Some(scaled) = scaled {
+                scaled.await;
+            }
+            Outcome::Done(StartInfo::default())
+        })
     }
 }
 
@@ -534,171 +487,28 @@ impl Handler<KillProcesses> for WatcherActor {
     fn handle(&mut self, m: KillProcesses, _: &mut Self::Context) -> Self::Result {
         let targets: Vec<(Addr<ProcessActor>, i32)> = self
             .slots
+            .live
             .values()
             .filter_map(|s| s.pid.map(|p| (s.addr.clone(), p)))
             .filter(|(_, p)| m.pid.is_none_or(|want| want == *p))
             .collect();
-        let name = self.spec.name.clone();
-        Box::pin(async move {
-            if let (Some(pid), true) = (m.pid, targets.is_empty()) {
-                return Err(format!("process {pid} not found in '{name}'"));
-            }
-            let pids = targets.iter().map(|(_, p)| *p).collect();
-            join_all(targets.iter().map(|(a, _)| {
+        if let (Some(pid), true) = (m.pid, targets.is_empty()) {
+            let name = self.spec.name.clone();
+            return Box::pin(async move { Err(format!("process {pid} not found in '{name}'")) });
+        }
+        let pids = targets.iter().map(|(_, p)| *p).collect();
+        let replaced: Vec<_> = targets
+            .iter()
+            .map(|(a, _)| {
                 a.send(ReplaceSlot {
                     signal: m.signal,
                     timeout: m.timeout,
                 })
-            }))
-            .await;
-            Ok(pids)
-        })
-    }
-}
-
-/// Use a changed spec (and sockets): new processes get it; with `roll`, the
-/// running ones are replaced (rolling).
-#[derive(Message)]
-#[rtype(result = "StartInfo")]
-pub struct UpdateSpec {
-    pub spec: WatcherSpec,
-    pub sockets: Option<Vec<SocketInfo>>,
-    /// New log destinations (when the stream config changed).
-    pub logs: Option<WatcherLogs>,
-    pub roll: bool,
-}
-
-impl Handler<UpdateSpec> for WatcherActor {
-    type Result = ResponseActFuture<Self, StartInfo>;
-    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(socks) = &m.sockets {
-            let (inh, fds) = inherited(&m.spec, socks);
-            self.sockets = Arc::new(inh);
-            self.fds = fds;
-        }
-        if let Some(l) = m.logs {
-            self.logs = l;
-        }
-        let spec = Arc::new(m.spec);
-        self.spec = spec.clone();
-        for s in self.slots.values() {
-            s.addr.do_send(UpdateSlotSpec(
-                spec.clone(),
-                self.sockets.clone(),
-                self.logs.clone(),
-            ));
-        }
-        self.publish("updated", json!({}));
-        let resize = self.numprocesses != spec.numprocesses;
-        // Resolves once the processes added by a scale-up are spawned.
-        let scaled = resize.then(|| self.handle(SetNumProcesses(spec.numprocesses), ctx));
-        if m.roll && self.state.running() {
-            let running = self.running_slots();
-            return self.rollout(running, spec.max_surge, spec.max_unavailable, ctx);
-        }
-        Box::pin(fut::wrap_future(async move {
-            if let Some(scaled) = scaled {
-                scaled.await;
-            }
-            StartInfo::default()
-        }))
-    }
-}
-
-/// Forget every process without stopping it (`rm --nostop`), then stop the actor.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Forget;
-
-impl Handler<Forget> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, _: Forget, ctx: &mut Self::Context) {
-        for (_, s) in std::mem::take(&mut self.slots) {
-            s.addr.do_send(DetachSlot);
-        }
-        ctx.stop();
-    }
-}
-
-/// SIGKILL every process group at once (second SIGINT).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct KillWatcher;
-
-impl Handler<KillWatcher> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, _: KillWatcher, _: &mut Self::Context) {
-        self.generation += 1;
-        for s in self.slots.values() {
-            s.addr.do_send(KillSlot);
-        }
-    }
-}
-
-/// Change the target number of processes.
-#[derive(Message)]
-#[rtype(result = "u32")]
-pub struct SetNumProcesses(pub u32);
-
-impl Handler<SetNumProcesses> for WatcherActor {
-    type Result = ResponseFuture<u32>;
-    /// Replies once the added processes have been spawned (as Circus's
-    /// `incr` does), so a `list` right after shows their pids.
-    fn handle(&mut self, m: SetNumProcesses, ctx: &mut Self::Context) -> Self::Result {
-        let n = if self.spec.singleton { m.0.min(1) } else { m.0 };
-        self.numprocesses = n;
-        if self.spec.numprocesses != n {
-            Arc::make_mut(&mut self.spec).numprocesses = n;
-        }
-        let started = if self.state.running() {
-            self.scale_up(ctx)
-        } else {
-            Vec::new()
-        };
-        self.scale_down(ctx);
-        Box::pin(async move {
-            join_all(started).await;
-            n
-        })
-    }
-}
-
-/// Send a signal to the watcher's processes (one pid or all).
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct SignalWatcher {
-    pub signal: Signum,
-    pub pid: Option<i32>,
-    pub group: bool,
-}
-
-impl Handler<SignalWatcher> for WatcherActor {
-    type Result = ResponseFuture<Result<(), String>>;
-    fn handle(&mut self, m: SignalWatcher, _: &mut Self::Context) -> Self::Result {
-        let targets: Vec<Addr<ProcessActor>> = self
-            .slots
-            .values()
-            .filter(|s| s.pid.is_some() && (m.pid.is_none() || s.pid == m.pid))
-            .map(|s| s.addr.clone())
+            })
             .collect();
-        let missing = m.pid.is_some() && targets.is_empty();
-        let name = self.spec.name.clone();
         Box::pin(async move {
-            if missing {
-                return Err(format!(
-                    "process {} not found in '{name}'",
-                    m.pid.unwrap_or_default()
-                ));
-            }
-            for t in targets {
-                t.send(SignalSlot {
-                    signal: m.signal,
-                    group: m.group,
-                })
-                .await
-                .map_err(|e| e.to_string())??;
-            }
-            Ok(())
+            join_all(replaced).await;
+            Ok(pids)
         })
     }
 }
@@ -719,16 +529,21 @@ pub struct GetStatus;
 impl Handler<GetStatus> for WatcherActor {
     type Result = ResponseFuture<WatcherStatus>;
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
-        let addrs: Vec<Addr<ProcessActor>> = self.slots.values().map(|s| s.addr.clone()).collect();
+        let infos: Vec<_> = self
+            .slots
+            .live
+            .values()
+            .map(|s| s.addr.send(GetProcInfo))
+            .collect();
         let base = WatcherStatus {
             name: self.spec.name.clone(),
-            state: self.state,
+            state: self.state(),
             numprocesses: self.numprocesses,
             priority: self.spec.priority,
             processes: Vec::new(),
         };
         Box::pin(async move {
-            let infos = join_all(addrs.iter().map(|a| a.send(GetProcInfo))).await;
+            let infos = join_all(infos).await;
             WatcherStatus {
                 processes: infos.into_iter().filter_map(Result::ok).collect(),
                 ..base
@@ -745,7 +560,7 @@ pub struct GetState;
 impl Handler<GetState> for WatcherActor {
     type Result = MessageResult<GetState>;
     fn handle(&mut self, _: GetState, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state)
+        MessageResult(self.state())
     }
 }
 
@@ -765,75 +580,67 @@ impl Handler<SlotReport> for WatcherActor {
     fn handle(&mut self, m: SlotReport, ctx: &mut Self::Context) {
         let wid = m.wid;
         // Reports of a slot that was replaced under the same wid only feed events.
-        let current = self.slots.get(&wid).is_some_and(|s| s.id == m.slot_id);
-        fn wid_slot(slots: &mut BTreeMap<u32, Slot>, wid: u32, id: u64) -> Option<&mut Slot> {
-            slots.get_mut(&wid).filter(|s| s.id == id)
-        }
+        let current = self.slots.current(wid, m.slot_id).is_some();
         match m.event {
             SlotEvent::Spawned { pid } => {
-                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
                     s.pid = Some(pid);
                     s.ended = false;
                 }
-                self.publish("spawn", json!({"process_pid": pid, "wid": wid}));
+                self.publish(WatcherEvent::Spawn, json!({"process_pid": pid, "wid": wid}));
             }
-            SlotEvent::Ready { pid } => self.publish("ready", json!({"process_pid": pid, "wid": wid})),
+            SlotEvent::Ready { pid } => {
+                self.publish(WatcherEvent::Ready, json!({"process_pid": pid, "wid": wid}))
+            }
             SlotEvent::ReadyFailed { pid, reason } => self.publish(
-                "ready_failed",
+                WatcherEvent::ReadyFailed,
                 json!({"process_pid": pid, "wid": wid, "reason": reason}),
             ),
             SlotEvent::Exited { pid, status, .. } => {
-                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
                     if s.pid == Some(pid) {
                         s.pid = None;
                     }
                 }
                 self.publish(
-                    "reap",
+                    WatcherEvent::Reap,
                     json!({"process_pid": pid, "wid": wid, "exit_code": status.circus_code()}),
                 );
             }
-            SlotEvent::Killed { pid, signal } => {
-                self.publish(
-                    "kill",
-                    json!({"process_pid": pid, "wid": wid, "signal": signal.0}),
-                );
-            }
+            SlotEvent::Killed { pid, signal } => self.publish(
+                WatcherEvent::Kill,
+                json!({"process_pid": pid, "wid": wid, "signal": signal.0}),
+            ),
             SlotEvent::SpawnFailed { reason } => {
-                self.publish("spawn_failed", json!({"wid": wid, "reason": reason}));
+                self.publish(WatcherEvent::SpawnFailed, json!({"wid": wid, "reason": reason}))
             }
-            SlotEvent::Backoff { delay, failures } => {
-                self.publish(
-                    "backoff",
-                    json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
-                );
-            }
+            SlotEvent::Backoff { delay, failures } => self.publish(
+                WatcherEvent::Backoff,
+                json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
+            ),
             SlotEvent::Aged { pid } => {
-                if current && self.state.running() && self.slots.get(&wid).and_then(|s| s.pid) == Some(pid) {
+                let still = self.slots.live.get(&wid).and_then(|s| s.pid) == Some(pid);
+                if current && still && self.state() == WatcherState::Active {
                     let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
-                    let f = self.rollout(vec![(wid, pid)], surge, unavailable, ctx);
+                    let op = self.life.op();
+                    let f = self.rollout(op, vec![(wid, pid)], surge, unavailable, ctx);
                     ctx.spawn(f.map(|_, _, _| ()));
                 }
             }
             SlotEvent::Failed { failures } => {
-                if self.state != WatcherState::Failed && current {
-                    self.generation += 1;
-                    self.set_state(WatcherState::Failed);
-                    tracing::error!(watcher = %self.spec.name, failures, "watcher failed: its processes keep exiting; stopping them (start it again to retry)");
-                    self.publish("failed", json!({"wid": wid, "failures": failures}));
-                    let fut = self.stop_all();
-                    ctx.spawn(fut.into_actor(self));
+                if current {
+                    self.last_failure = (wid, failures);
+                    self.feed(Event::SlotFailed, ctx);
                 }
             }
             SlotEvent::Stopped => {
-                if let Some(s) = wid_slot(&mut self.slots, wid, m.slot_id) {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
                     s.pid = None;
                     s.ended = true;
                 }
                 // respawn = false: the watcher stops when its last process is gone.
-                if !self.spec.respawn && self.state.running() && self.slots.values().all(|s| s.ended) {
-                    self.set_state(WatcherState::Stopped);
-                    self.publish("stop", json!({}));
+                if current && !self.spec.respawn && self.slots.live.values().all(|s| s.ended) {
+                    self.feed(Event::AllEnded, ctx);
                 }
             }
         }

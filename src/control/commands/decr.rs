@@ -1,15 +1,18 @@
 //! `decr`: remove `nb` (default 1) processes, the highest slots first.
-use super::util::{mailbox, maybe_wait, one, spec_of, status_of};
+use super::util::{one, spec_of};
 use super::Reply;
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_int, prop_required_str, CommandError};
-use crate::watchers::{SetNumProcesses, MAX_PROCESSES};
+use crate::supervisor::api::Scale;
+use crate::watchers::Resize;
 use serde_json::{json, Map, Value};
 
 pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     change(ctx, p, -1).await
 }
 
+/// `incr` (sign 1) and `decr` (sign -1): the watcher applies the difference,
+/// so concurrent ones add up.
 pub async fn change(ctx: Ctx, p: Map<String, Value>, sign: i64) -> Reply {
     let name = prop_required_str(&p, "name")?;
     let nb = prop_int(&p, "nb")?.unwrap_or(1);
@@ -23,13 +26,10 @@ pub async fn change(ctx: Ctx, p: Map<String, Value>, sign: i64) -> Reply {
         m.insert("singleton".into(), json!(true));
         return Ok(m);
     }
-    let current = i64::from(status_of(&w.addr).await?.numprocesses);
-    let target = current
-        .saturating_add(sign.saturating_mul(nb))
-        .clamp(0, MAX_PROCESSES.into()) as u32;
-    let addr = w.addr.clone();
-    match maybe_wait(waiting, async move { addr.send(SetNumProcesses(target)).await }).await {
-        Some(r) => Ok(one("numprocesses", json!(r.map_err(mailbox)?))),
-        None => Ok(Map::new()),
+    let to = Resize::By(sign.saturating_mul(nb));
+    let done = ctx.call(Scale { name, to }).await?;
+    if !waiting {
+        return Ok(Map::new());
     }
+    Ok(one("numprocesses", json!(done.wait().await.unwrap_or(0))))
 }

@@ -1,11 +1,10 @@
 //! `kill`: stop one process (or all) of a watcher with an optional signal and
 //! graceful_timeout; the watcher replaces it.
-use super::util::{mailbox, maybe_wait};
 use super::Reply;
 use crate::config::{Seconds, Signum};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_f64, prop_int, prop_required_str, CommandError};
-use crate::watchers::KillProcesses;
+use crate::supervisor::api::Kill;
 use serde_json::{Map, Value};
 
 pub fn signum(p: &Map<String, Value>, key: &str) -> Result<Option<Signum>, CommandError> {
@@ -33,22 +32,27 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
         None => None,
     };
     let waiting = prop_bool(&p, "waiting")?.unwrap_or(false);
-    let addr = ctx.watcher(&name)?.addr;
     if let Some(pid) = pid {
         // Check the pid now so a wrong one is an error even without waiting.
-        let st = super::util::status_of(&addr).await?;
+        let st = super::util::status_of(&ctx.watcher(&name)?.addr).await?;
         if !st.processes.iter().any(|p| p.pid == Some(pid)) {
             return Err(CommandError::message(format!(
                 "process {pid} not found in '{name}'"
             )));
         }
     }
-    let r = maybe_wait(waiting, async move {
-        addr.send(KillProcesses { pid, signal, timeout }).await
-    })
-    .await;
-    if let Some(r) = r {
-        r.map_err(mailbox)?.map_err(CommandError::message)?;
+    let done = ctx
+        .call(Kill {
+            name,
+            pid,
+            signal,
+            timeout,
+        })
+        .await?;
+    if waiting {
+        if let Some(r) = done.wait().await {
+            r.map_err(CommandError::message)?;
+        }
     }
     Ok(Map::new())
 }

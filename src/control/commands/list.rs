@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     match prop_str(&p, "name")? {
         None => {
-            let names: Vec<String> = ctx.registry.borrow().keys().cloned().collect();
+            let names = ctx.registry.names();
             Ok(one("watchers", json!(names)))
         }
         Some(name) => {

@@ -5,7 +5,7 @@ use crate::control::context::Ctx;
 use serde_json::{json, Map, Value};
 
 pub async fn execute(ctx: Ctx, _: Map<String, Value>) -> Reply {
-    let mut socks = crate::arbiter::socket_infos(&ctx.sockets);
+    let mut socks = ctx.sockets.infos();
     socks.sort_by_key(|s| s.raw_fd);
     let list: Vec<Value> = socks
         .iter()

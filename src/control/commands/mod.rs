@@ -37,8 +37,6 @@ use serde_json::{Map, Value};
 
 pub type Reply = Result<Map<String, Value>, CommandError>;
 
-pub use reloadconfig::reload_config;
-
 /// SIGUSR1 / `reopen`: reopen every log file (after logrotate).
 pub fn reopen_logs(ctx: &Ctx) {
     ctx.hub.reopen_all();

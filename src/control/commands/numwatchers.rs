@@ -5,6 +5,6 @@ use crate::control::context::Ctx;
 use serde_json::{json, Map, Value};
 
 pub async fn execute(ctx: Ctx, _: Map<String, Value>) -> Reply {
-    let n = ctx.registry.borrow().len();
+    let n = ctx.registry.len();
     Ok(one("numwatchers", json!(n)))
 }

@@ -5,7 +5,8 @@ use super::Reply;
 use crate::config::{Seconds, Signum};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_required_str, CommandError};
-use crate::watchers::{SetNumProcesses, UpdateSpec};
+use crate::supervisor::api::{Scale, Update};
+use crate::watchers::Resize;
 use serde_json::{Map, Value};
 
 fn int(k: &str, v: &Value) -> Result<i64, CommandError> {
@@ -141,26 +142,22 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
     }
     let changed_other = opts.keys().any(|k| k != "numprocesses");
     if changed_other {
-        let addr = w.addr.clone();
-        let done = super::util::maybe_wait(waiting, async move {
-            addr.send(UpdateSpec {
+        let done = ctx
+            .call(Update {
+                name,
                 spec,
-                sockets: None,
-                logs: None,
                 roll: reload,
             })
-            .await
-        })
-        .await;
-        if let Some(r) = done {
-            super::util::checked(r.map_err(super::util::mailbox)?)?;
+            .await?;
+        if waiting {
+            if let Some(o) = done.wait().await {
+                super::util::checked(o.into_info())?;
+            }
         }
     } else if let Some(n) = numprocesses {
         // As Circus, reply once the added processes are spawned.
-        w.addr
-            .send(SetNumProcesses(n))
-            .await
-            .map_err(super::util::mailbox)?;
+        let to = Resize::To(n);
+        ctx.call(Scale { name, to }).await?.wait().await;
     }
     Ok(Map::new())
 }

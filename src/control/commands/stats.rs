@@ -117,7 +117,7 @@ async fn process_infos(procs: &[(i32, u32, Option<f64>)]) -> Map<String, Value> 
     let mut all: Vec<i32> = procs.iter().map(|p| p.0).collect();
     let kids: HashMap<i32, Vec<i32>> = procs
         .iter()
-        .map(|(pid, _, _)| (*pid, super::signal::children(*pid)))
+        .map(|(pid, _, _)| (*pid, crate::watchers::children(*pid)))
         .collect();
     all.extend(kids.values().flatten());
     let cpu = cpu_percent(&all).await;

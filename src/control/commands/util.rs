@@ -3,11 +3,13 @@
 
 use crate::config::model::{Args, Ident};
 use crate::config::WatcherSpec;
+use crate::control::context::Ctx;
 use crate::control::protocol::CommandError;
+use crate::supervisor::api::{Act, Op};
+use crate::supervisor::Selection;
 use crate::watchers::{GetSpec, GetStatus, StartInfo, WatcherStatus};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
-use std::future::Future;
 use std::sync::Arc;
 
 pub fn mailbox(e: MailboxError) -> CommandError {
@@ -22,17 +24,23 @@ pub async fn spec_of(addr: &Addr<crate::watchers::WatcherActor>) -> Result<Arc<W
     addr.send(GetSpec).await.map_err(mailbox)
 }
 
-/// Runs `fut` and returns its result when `waiting`; otherwise starts it and
-/// returns `None` at once (Circus answers a bare ok).
-pub async fn maybe_wait<T: 'static>(waiting: bool, fut: impl Future<Output = T> + 'static) -> Option<T> {
-    if waiting {
-        Some(fut.await)
-    } else {
-        actix::spawn(async move {
-            fut.await;
-        });
-        None
+/// Applies `op` to the selection. With `waiting`, returns the merged
+/// outcome once it took effect (an error reply if it stopped short or a
+/// later command cancelled it); otherwise `None` once it is queued.
+pub async fn act(ctx: &Ctx, op: Op, on: Selection, waiting: bool) -> Result<Option<StartInfo>, CommandError> {
+    let done = ctx.call(Act { op, on }).await?;
+    if !waiting {
+        return Ok(None);
     }
+    let mut all = StartInfo::default();
+    for (_, o) in done.wait().await.unwrap_or_default() {
+        let i = o.into_info();
+        all.started.extend(i.started);
+        all.kept.extend(i.kept);
+        all.stopped.extend(i.stopped);
+        all.errors.extend(i.errors);
+    }
+    checked(all).map(Some)
 }
 
 /// A start/restart/reload that stopped short is an error reply (errno 6, as a
@@ -45,14 +53,17 @@ pub fn checked(i: StartInfo) -> Result<StartInfo, CommandError> {
     }
 }
 
-pub fn info_json(i: &StartInfo, with_stopped: bool) -> Value {
-    let mut m = Map::new();
-    if with_stopped {
-        m.insert("stopped".into(), json!(i.stopped));
+impl StartInfo {
+    /// Circus's `info` dict.
+    pub fn json(&self, with_stopped: bool) -> Value {
+        let mut m = Map::new();
+        if with_stopped {
+            m.insert("stopped".into(), json!(self.stopped));
+        }
+        m.insert("started".into(), json!(self.started));
+        m.insert("kept".into(), json!(self.kept));
+        Value::Object(m)
     }
-    m.insert("started".into(), json!(i.started));
-    m.insert("kept".into(), json!(i.kept));
-    Value::Object(m)
 }
 
 pub fn one(k: &str, v: Value) -> Map<String, Value> {

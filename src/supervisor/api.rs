@@ -1,0 +1,347 @@
+//! The typed supervisor API: every request that changes what runs. The root
+//! actor handles each one at once, in arrival order — registry changes are
+//! made and the watchers' commands are queued before the next request is
+//! read — and returns a [`Done`] handle that resolves when the request has
+//! taken effect. The control channel, SIGHUP and start-up all go through it;
+//! whoever does not want to wait drops the handle and the work goes on.
+
+use super::registry::{Selection, WatcherEntry};
+use super::root::Supervisor;
+use crate::config::{Signum, WatcherSpec};
+use crate::events::WatcherEvent;
+use crate::watchers::{Command, KillProcesses, Outcome, Resize, RestartHow, SignalWatcher, UpdateSpec};
+use actix::prelude::*;
+use futures::future::join_all;
+use serde_json::json;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Why a request was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No such watcher, or a pattern that matches none.
+    NotFound(String),
+    AlreadyExists(String),
+    /// The request's content is invalid (a bad spec, a bad pattern).
+    Invalid(String),
+    /// The OS refused (a bind, an unwritable log file).
+    Os(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::NotFound(m) | ApiError::AlreadyExists(m) | ApiError::Invalid(m) | ApiError::Os(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// Resolves when a request has taken effect.
+pub struct Done<T>(oneshot::Receiver<T>);
+
+impl<T: 'static> Done<T> {
+    /// Runs `fut` on the daemon's event loop; the handle yields its output.
+    pub(super) fn spawn(fut: impl Future<Output = T> + 'static) -> Done<T> {
+        let (tx, rx) = oneshot::channel();
+        actix::spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        Done(rx)
+    }
+
+    pub(super) fn ready(v: T) -> Done<T> {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(v);
+        Done(rx)
+    }
+
+    /// The result; `None` if the daemon shut down first.
+    pub async fn wait(self) -> Option<T> {
+        self.0.await.ok()
+    }
+}
+
+pub type Reply<T> = Result<Done<T>, ApiError>;
+
+/// What to do to a selection of watchers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// One named watcher starts even with `autostart = false`; a pattern or
+    /// all starts the autostart ones, highest priority first.
+    Start,
+    /// Lowest priority first.
+    Stop,
+    /// One watcher: rolling replacement. Several: stop all, then start the
+    /// autostart ones (as Circus).
+    Restart,
+    /// Each selected watcher in turn: rolling (or `sequential`), or stop and
+    /// start with `graceful = false`; `send_hup` watchers get SIGHUP.
+    Reload { graceful: bool, sequential: bool },
+}
+
+/// Apply `op` to the selected watchers; yields each watcher's outcome.
+#[derive(Message)]
+#[rtype(result = "Reply<Vec<(String, Outcome)>>")]
+pub struct Act {
+    pub op: Op,
+    pub on: Selection,
+}
+
+fn send_all(
+    ws: &[WatcherEntry],
+    c: Command,
+) -> Vec<(String, Request<crate::watchers::WatcherActor, Command>)> {
+    ws.iter().map(|w| (w.name.clone(), w.addr.send(c))).collect()
+}
+
+async fn outcomes(
+    reqs: Vec<(String, Request<crate::watchers::WatcherActor, Command>)>,
+) -> Vec<(String, Outcome)> {
+    let mut out = Vec::new();
+    for (name, r) in reqs {
+        out.push((
+            name,
+            r.await.unwrap_or(Outcome::Canceled("the watcher went away")),
+        ));
+    }
+    out
+}
+
+impl Handler<Act> for Supervisor {
+    type Result = MessageResult<Act>;
+    fn handle(&mut self, m: Act, _: &mut Self::Context) -> Self::Result {
+        let single = matches!(&m.on, Selection::Named { .. });
+        let mut ws = match self.registry.select(&m.on) {
+            Ok(ws) => ws,
+            Err(e) => return MessageResult(Err(ApiError::NotFound(e))),
+        };
+        let one = single && ws.len() == 1;
+        let done = match m.op {
+            Op::Start => {
+                if !one {
+                    ws.retain(|w| w.autostart);
+                }
+                // Highest priority first: each waits for the one before it.
+                let ws2 = ws.clone();
+                Done::spawn(async move {
+                    let mut out = Vec::new();
+                    for w in ws2 {
+                        let o = w.addr.send(Command::Start).await;
+                        out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
+                    }
+                    out
+                })
+            }
+            Op::Stop => {
+                ws.reverse();
+                Done::spawn(outcomes(send_all(&ws, Command::Stop)))
+            }
+            Op::Restart if one => Done::spawn(outcomes(send_all(&ws, Command::Restart(RestartHow::Rolling)))),
+            Op::Restart => {
+                ws.reverse();
+                let stops = send_all(&ws, Command::Stop);
+                ws.reverse();
+                Done::spawn(async move {
+                    let mut out = outcomes(stops).await;
+                    for w in ws.into_iter().filter(|w| w.autostart) {
+                        let o = w.addr.send(Command::Start).await;
+                        out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
+                    }
+                    out
+                })
+            }
+            Op::Reload { graceful, sequential } => {
+                let how = match (graceful, sequential) {
+                    (false, _) => RestartHow::StopStart,
+                    (true, true) => RestartHow::Sequential,
+                    (true, false) => RestartHow::Rolling,
+                };
+                if one {
+                    Done::spawn(outcomes(send_all(&ws, Command::Restart(how))))
+                } else {
+                    Done::spawn(async move {
+                        let mut out = Vec::new();
+                        for w in ws {
+                            let o = w.addr.send(Command::Restart(how)).await;
+                            out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
+                        }
+                        out
+                    })
+                }
+            }
+        };
+        MessageResult(Ok(done))
+    }
+}
+
+/// Change a watcher's numprocesses; yields the new number once the added
+/// processes are spawned.
+#[derive(Message)]
+#[rtype(result = "Reply<u32>")]
+pub struct Scale {
+    pub name: String,
+    pub to: Resize,
+}
+
+impl Handler<Scale> for Supervisor {
+    type Result = MessageResult<Scale>;
+    fn handle(&mut self, m: Scale, _: &mut Self::Context) -> Self::Result {
+        let Some(w) = self.registry.get(&m.name) else {
+            return MessageResult(Err(not_found(&m.name)));
+        };
+        let r = w.addr.send(m.to);
+        MessageResult(Ok(Done::spawn(async move { r.await.unwrap_or(0) })))
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("program {name} not found"))
+}
+
+/// Create a watcher from Circus-style options (the config file's keys),
+/// optionally starting it; yields the start's outcome.
+#[derive(Message)]
+#[rtype(result = "Reply<Option<Outcome>>")]
+pub struct AddWatcher {
+    pub name: String,
+    pub options: serde_json::Map<String, serde_json::Value>,
+    pub start: bool,
+}
+
+impl Handler<AddWatcher> for Supervisor {
+    type Result = MessageResult<AddWatcher>;
+    fn handle(&mut self, m: AddWatcher, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.add(m))
+    }
+}
+
+impl Supervisor {
+    fn add(&mut self, m: AddWatcher) -> Reply<Option<Outcome>> {
+        let key = m.name.to_lowercase();
+        if self.registry.contains(&key) {
+            return Err(ApiError::AlreadyExists(format!("'{}' already exist", m.name)));
+        }
+        let spec = {
+            let cfg = self.config.borrow();
+            crate::config::watcher_from_json(&key, m.options, &cfg.global_env, &self.sockets.names())
+                .map_err(ApiError::Invalid)?
+        };
+        let entry = self
+            .add_watcher(spec)
+            .map_err(|e| ApiError::Os(format!("{e:#}")))?;
+        self.events.watcher(
+            &key,
+            WatcherEvent::Add,
+            json!({"time": crate::watchers::now_f64()}),
+        );
+        if !m.start {
+            return Ok(Done::ready(None));
+        }
+        let r = entry.addr.send(Command::Start);
+        Ok(Done::spawn(async move { r.await.ok() }))
+    }
+}
+
+/// Remove a watcher: stop its processes (or leave them running with
+/// `stop: false`); yields when it is gone.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct RemoveWatcher {
+    pub name: String,
+    pub stop: bool,
+}
+
+impl Handler<RemoveWatcher> for Supervisor {
+    type Result = MessageResult<RemoveWatcher>;
+    fn handle(&mut self, m: RemoveWatcher, _: &mut Self::Context) -> Self::Result {
+        MessageResult(match self.remove_watcher(&m.name, m.stop) {
+            Some(gone) => Ok(Done::spawn(gone)),
+            None => Err(not_found(&m.name)),
+        })
+    }
+}
+
+/// Replace a watcher's spec (`set`); with `roll`, its processes are
+/// replaced, and a failed rollout keeps the previous spec.
+#[derive(Message)]
+#[rtype(result = "Reply<Outcome>")]
+pub struct Update {
+    pub name: String,
+    pub spec: WatcherSpec,
+    pub roll: bool,
+}
+
+impl Handler<Update> for Supervisor {
+    type Result = MessageResult<Update>;
+    fn handle(&mut self, m: Update, _: &mut Self::Context) -> Self::Result {
+        let Some(w) = self.registry.get(&m.name) else {
+            return MessageResult(Err(not_found(&m.name)));
+        };
+        let r = w.addr.send(UpdateSpec {
+            spec: m.spec,
+            sockets: None,
+            logs: None,
+            roll: m.roll,
+        });
+        MessageResult(Ok(Done::spawn(async move {
+            r.await.unwrap_or(Outcome::Canceled("the watcher went away"))
+        })))
+    }
+}
+
+/// Send a signal to a watcher's processes (`signal`); see [`SignalWatcher`].
+#[derive(Message)]
+#[rtype(result = "Reply<Result<(), String>>")]
+pub struct Signal {
+    pub name: String,
+    pub signal: SignalWatcher,
+}
+
+impl Handler<Signal> for Supervisor {
+    type Result = MessageResult<Signal>;
+    fn handle(&mut self, m: Signal, _: &mut Self::Context) -> Self::Result {
+        let Some(w) = self.registry.get(&m.name) else {
+            return MessageResult(Err(not_found(&m.name)));
+        };
+        let r = w.addr.send(m.signal);
+        MessageResult(Ok(Done::spawn(async move {
+            r.await.unwrap_or_else(|e| Err(e.to_string()))
+        })))
+    }
+}
+
+/// Replace one process (or all) of a watcher, stopping it with `signal`
+/// and `timeout` (Circus's `kill`); yields the pids replaced.
+#[derive(Message)]
+#[rtype(result = "Reply<Result<Vec<i32>, String>>")]
+pub struct Kill {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub signal: Option<Signum>,
+    pub timeout: Option<Duration>,
+}
+
+impl Handler<Kill> for Supervisor {
+    type Result = MessageResult<Kill>;
+    fn handle(&mut self, m: Kill, _: &mut Self::Context) -> Self::Result {
+        let Some(w) = self.registry.get(&m.name) else {
+            return MessageResult(Err(not_found(&m.name)));
+        };
+        let r = w.addr.send(KillProcesses {
+            pid: m.pid,
+            signal: m.signal,
+            timeout: m.timeout,
+        });
+        MessageResult(Ok(Done::spawn(async move {
+            r.await.unwrap_or_else(|e| Err(e.to_string()))
+        })))
+    }
+}
+
+/// Waits for every handle (for callers that act on many watchers).
+pub async fn all<T: 'static>(done: Vec<Done<T>>) -> Vec<Option<T>> {
+    join_all(done.into_iter().map(Done::wait)).await
+}

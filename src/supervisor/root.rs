@@ -1,0 +1,215 @@
+//! The root actor. It owns the socket registry (one [`SocketActor`] per
+//! socket, bound before anything starts), the watcher registry and the
+//! running config, and is the only writer of all three: every change goes
+//! through the typed requests in `api.rs` and `reload.rs`. Start-up runs
+//! watchers in priority order; shutdown stops them lowest priority first,
+//! flushes the control channel, then closes the sockets.
+
+use super::registry::{Registry, SocketRegistry, WatcherEntry};
+use crate::config::{Config, WatcherSpec};
+use crate::control::pubsub::Publisher;
+use crate::control::transport::ControlHandle;
+use crate::events::{Events, WatcherEvent};
+use crate::sockets::{BoundSocket, SocketActor, SocketInfo, StopSocket};
+use crate::streams::LogHub;
+use crate::watchers::{Command, KillWatcher, WatcherActor};
+use actix::prelude::*;
+use futures::future::join_all;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Things the root closes last, in this order, at shutdown.
+#[derive(Default)]
+pub struct Closers {
+    pub control: Option<ControlHandle>,
+    pub logs: Option<LogHub>,
+    pub publishers: Vec<Publisher>,
+    pub on_exit: Vec<Box<dyn FnOnce()>>,
+}
+
+pub struct Supervisor {
+    pub(super) config: Rc<RefCell<Config>>,
+    pub(super) sockets: SocketRegistry,
+    pub(super) registry: Registry,
+    pub(super) events: Events,
+    pub(super) hub: LogHub,
+    closers: Rc<RefCell<Closers>>,
+    pub(super) stopping: bool,
+}
+
+impl Supervisor {
+    /// Registers the bound sockets and creates (but does not start) every
+    /// configured watcher. An unwritable log file is an error.
+    pub fn new(
+        config: Rc<RefCell<Config>>,
+        bound: Vec<BoundSocket>,
+        events: Events,
+        hub: LogHub,
+        closers: Rc<RefCell<Closers>>,
+    ) -> anyhow::Result<Supervisor> {
+        let s = Supervisor {
+            config,
+            sockets: SocketRegistry::default(),
+            registry: Registry::default(),
+            events,
+            hub,
+            closers,
+            stopping: false,
+        };
+        for b in bound {
+            let (addr, info) = SocketActor::launch(b);
+            s.sockets.insert(info, addr);
+        }
+        let specs = s.config.borrow().watchers.clone();
+        for w in specs {
+            s.add_watcher(w)?;
+        }
+        Ok(s)
+    }
+
+    /// Read handles on the registries, for the control commands.
+    pub fn registries(&self) -> (Registry, SocketRegistry) {
+        (self.registry.clone(), self.sockets.clone())
+    }
+
+    /// Opens the watcher's log streams (an unwritable file is an error),
+    /// starts its actor and registers it.
+    pub(super) fn add_watcher(&self, spec: WatcherSpec) -> anyhow::Result<WatcherEntry> {
+        let history = spec
+            .history_lines
+            .unwrap_or_else(|| self.hub.default_history_lines());
+        let logs = self
+            .hub
+            .add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)?;
+        let infos: Vec<SocketInfo> = self.sockets.infos();
+        let e = WatcherEntry {
+            name: spec.name.to_lowercase(),
+            priority: spec.priority,
+            autostart: spec.autostart,
+            addr: WatcherActor::new(spec, &infos, self.events.clone(), logs.clone()).launch(),
+            logs,
+        };
+        self.registry.insert(e.clone());
+        Ok(e)
+    }
+
+    /// Takes a watcher out of the registry and tells it to stop (or forget
+    /// its processes); resolves when it is gone and its logs are closed.
+    pub(super) fn remove_watcher(
+        &self,
+        name: &str,
+        stop: bool,
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let w = self.registry.remove(name)?;
+        self.events.watcher(
+            &w.name,
+            WatcherEvent::Remove,
+            serde_json::json!({"time": crate::watchers::now_f64()}),
+        );
+        let done = w.addr.send(Command::Remove { stop });
+        Some(async move {
+            let _ = done.await;
+            w.logs.close().await;
+        })
+    }
+}
+
+/// Root mailbox: holds every request, so none overtakes another.
+const MAILBOX: usize = 1 << 16;
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        for info in self.sockets.infos() {
+            tracing::info!(socket = %info.name, address = %info.local, fd = info.raw_fd, "listening");
+        }
+        let delay = self.config.borrow().global.warmup_delay;
+        let watchers = self.registry.by_priority();
+        for (k, w) in watchers.iter().filter(|w| w.autostart).enumerate() {
+            let addr = w.addr.clone();
+            if delay.is_zero() {
+                addr.do_send(Command::Start);
+            } else {
+                ctx.run_later(delay * k as u32, move |act, _| {
+                    if !act.stopping {
+                        addr.do_send(Command::Start);
+                    }
+                });
+            }
+        }
+        for w in watchers.iter().filter(|w| !w.autostart) {
+            tracing::info!(watcher = %w.name, "autostart = false: not started");
+        }
+    }
+}
+
+/// Stop everything and end the daemon.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// SIGKILL every process group now instead of stopping gracefully.
+    pub immediate: bool,
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, m: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let watchers = self.registry.by_priority();
+        if m.immediate {
+            tracing::warn!("stopping now: killing every process group");
+            for w in &watchers {
+                w.addr.do_send(KillWatcher);
+            }
+        }
+        if self.stopping {
+            return Box::pin(fut::ready(()));
+        }
+        self.stopping = true;
+        tracing::info!("stopping all watchers");
+        // Lowest priority first; watchers of equal priority stop together.
+        let mut groups: BTreeMap<i64, Vec<Addr<WatcherActor>>> = BTreeMap::new();
+        for w in &watchers {
+            groups.entry(w.priority).or_default().push(w.addr.clone());
+        }
+        let closers = self.closers.clone();
+        let fut = async move {
+            for (_, addrs) in groups {
+                join_all(addrs.iter().map(|a| a.send(Command::Stop))).await;
+            }
+            let (control, publisher, on_exit, logs) = {
+                let mut c = closers.borrow_mut();
+                (
+                    c.control.take(),
+                    std::mem::take(&mut c.publishers),
+                    std::mem::take(&mut c.on_exit),
+                    c.logs.take(),
+                )
+            };
+            // Every process is gone: drain its pipes, flush and fsync every log.
+            if let Some(hub) = logs {
+                hub.shutdown(std::time::Duration::from_secs(5)).await;
+            }
+            // Replies already produced (e.g. to `quit`) go out before the socket closes.
+            if let Some(c) = control {
+                c.shutdown().await;
+            }
+            for p in publisher {
+                p.shutdown().await;
+            }
+            for f in on_exit {
+                f();
+            }
+        };
+        Box::pin(fut.into_actor(self).map(|_, act, _| {
+            for addr in act.sockets.drain() {
+                addr.do_send(StopSocket);
+            }
+            tracing::info!("all watchers stopped");
+            System::current().stop_with_code(0);
+        }))
+    }
+}

@@ -1,0 +1,848 @@
+//! The lifecycle of one watcher, as one table of states × events.
+//!
+//! Commands on one watcher take effect in arrival order and the later one
+//! wins: a `start` sent during a stop ends running, a `stop` or `rm` sent
+//! during a start or a rollout cancels it and ends with no process. Every
+//! command carries a [`Ticket`]; the table says when and how each ticket is
+//! answered. Long operations (start, stop, rollout) run outside, in the actor,
+//! and come back as `*Done` events stamped with the operation number they
+//! were started with; a completion whose number is not the current one
+//! belongs to a cancelled operation and is dropped before the table is read.
+//! Nothing here touches the OS, so every transition is unit-tested.
+//!
+//! | state \ event | Start | Stop | Restart | Remove | Kill | Scale | StartDone | StopDone | RolloutDone | SlotFailed | AllEnded |
+//! |---|---|---|---|---|---|---|---|---|---|---|---|
+//! | Stopped | start → Starting | reply | start¹ → Starting | → Removed | kill | – | – | – | – | – | – |
+//! | Failed | start → Starting | reply → Stopped | start¹ → Starting | → Removed | kill | – | – | – | – | – | – |
+//! | Starting | join | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | scale | → Active² | – | – | cancel, stop → Stopping(failed) | note it³ |
+//! | Active | reply running | stop → Stopping | roll⁴ → Reloading | stop, then remove | kill | scale | – | – | – | stop → Stopping(failed) | → Stopped |
+//! | Reloading | reply running | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | scale | → Active⁵ | – | – | cancel, stop → Stopping(failed) | cancel → Stopped |
+//! | Stopping | queue start | join; drop queued | queue start | queue remove | kill | – | – | → Stopped/Failed, then queued | – | – | – |
+//! | Removed | reply removed | reply removed | reply removed | reply removed | kill | – | – | – | – | – | – |
+//!
+//! ¹ a restart of a watcher that is not running starts it (as Circus).
+//! ² the start's tickets get its outcome; then a queued restart rolls.
+//! ³ `respawn = false` and every process ended before the start finished: at
+//!   `StartDone` the watcher goes to Stopped instead of Active.
+//! ⁴ `Rolling`/`Sequential` roll; `Hup` signals and replies; `StopStart`
+//!   stops with a queued start.
+//! ⁵ a failed rollout puts the previous spec back (`RevertSpec`).
+//!
+//! `Remove { stop: false }` (`rm --nostop`) forgets the processes at once from
+//! every state but Removed. "cancel" answers the cancelled operation's
+//! tickets (and any queued command's) with [`Outcome::Canceled`].
+
+use super::StartInfo;
+
+/// Identifies one command waiting for its reply.
+pub(crate) type Ticket = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatcherState {
+    Stopped,
+    Starting,
+    Active,
+    /// A rolling replacement is in progress; processes keep serving.
+    Reloading,
+    /// `failed`: the restart policy gave up and the processes are being stopped.
+    Stopping {
+        failed: bool,
+    },
+    Failed,
+    Removed,
+}
+
+impl WatcherState {
+    /// Circus's status word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatcherState::Stopped | WatcherState::Removed => "stopped",
+            WatcherState::Starting => "starting",
+            WatcherState::Active | WatcherState::Reloading => "active",
+            WatcherState::Stopping { failed: false } => "stopping",
+            WatcherState::Stopping { failed: true } | WatcherState::Failed => "failed",
+        }
+    }
+
+    /// Processes are wanted: scaling adds them.
+    pub(crate) fn running(self) -> bool {
+        matches!(
+            self,
+            WatcherState::Starting | WatcherState::Active | WatcherState::Reloading
+        )
+    }
+}
+
+/// How a restart replaces the processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartHow {
+    /// New first, old stopped once the new one is ready (`max_surge`/`max_unavailable`).
+    Rolling,
+    /// One at a time, old first.
+    Sequential,
+    /// Stop everything, then start (`graceful = false`).
+    StopStart,
+    /// Send SIGHUP and keep the processes (`send_hup`).
+    Hup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    Start(Ticket),
+    Stop(Ticket),
+    Restart(Ticket, RestartHow),
+    /// `stop: false` forgets the processes instead of stopping them.
+    Remove(Ticket, bool),
+    /// SIGKILL every process now (shutdown's second signal).
+    Kill,
+    /// numprocesses changed (the actor holds the number).
+    Scale,
+    /// `aborted`: before_start failed and nothing was started.
+    StartDone {
+        op: u64,
+        info: StartInfo,
+        aborted: bool,
+    },
+    StopDone {
+        op: u64,
+        pids: Vec<i32>,
+    },
+    RolloutDone {
+        op: u64,
+        info: StartInfo,
+    },
+    /// A process slot gave up (max_retry).
+    SlotFailed,
+    /// `respawn = false` and no process is left.
+    AllEnded,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done(StartInfo),
+    /// A later command took over before this one finished.
+    Canceled(&'static str),
+}
+
+/// What a published watcher event is about (the topic's last word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publish {
+    Start,
+    Stop,
+    Reload,
+    RolloutFailed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// before_start, create and start the slots, wait ready, after_start → `StartDone`.
+    RunStart {
+        op: u64,
+    },
+    /// before_stop (`hooks`), stop every slot, after_stop → `StopDone`.
+    RunStop {
+        op: u64,
+        hooks: bool,
+    },
+    /// Replace the running processes → `RolloutDone`.
+    RunRollout {
+        op: u64,
+        sequential: bool,
+    },
+    /// Add or remove slots to match numprocesses.
+    Scale,
+    KillAll,
+    Hup,
+    /// Let go of every process without stopping it.
+    Forget,
+    /// The rollout failed: new processes get the spec they had before.
+    RevertSpec,
+    Reply(Vec<Ticket>, Outcome),
+    /// Answer with the pids already running.
+    ReplyRunning(Ticket),
+    Publish(Publish),
+}
+
+/// A command held until the operation in progress ends.
+#[derive(Debug, Clone, PartialEq)]
+enum Queued {
+    Start(Vec<Ticket>),
+    Restart(Vec<Ticket>),
+    Remove(Vec<Ticket>),
+}
+
+impl Queued {
+    fn tickets(self) -> Vec<Ticket> {
+        match self {
+            Queued::Start(t) | Queued::Restart(t) | Queued::Remove(t) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Lifecycle {
+    pub(crate) state: WatcherState,
+    /// Number of the operation in progress; bumped by every new one.
+    op: u64,
+    /// Tickets answered when the operation in progress ends.
+    joined: Vec<Ticket>,
+    queued: Option<Queued>,
+    /// `respawn = false` and every process ended during the start.
+    ended_early: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            state: WatcherState::Stopped,
+            op: 0,
+            joined: Vec::new(),
+            queued: None,
+            ended_early: false,
+        }
+    }
+}
+
+const BY_STOP: &str = "canceled by a later stop";
+const BY_REMOVE: &str = "canceled: the watcher was removed";
+const BY_FAILURE: &str = "canceled: the watcher failed";
+const REMOVED: &str = "the watcher was removed";
+
+impl Lifecycle {
+    pub(crate) fn op(&self) -> u64 {
+        self.op
+    }
+
+    fn next_op(&mut self) -> u64 {
+        self.op += 1;
+        self.op
+    }
+
+    /// Answers the operation in progress and anything queued with `why`.
+    fn cancel(&mut self, why: &'static str, out: &mut Vec<Action>) {
+        let mut t = std::mem::take(&mut self.joined);
+        if let Some(q) = self.queued.take() {
+            t.extend(q.tickets());
+        }
+        if !t.is_empty() {
+            out.push(Action::Reply(t, Outcome::Canceled(why)));
+        }
+    }
+
+    fn begin_start(&mut self, t: Vec<Ticket>, out: &mut Vec<Action>) {
+        self.state = WatcherState::Starting;
+        self.joined = t;
+        self.ended_early = false;
+        out.push(Action::RunStart { op: self.next_op() });
+    }
+
+    fn begin_stop(&mut self, t: Vec<Ticket>, failed: bool, out: &mut Vec<Action>) {
+        self.state = WatcherState::Stopping { failed };
+        self.joined = t;
+        out.push(Action::RunStop {
+            op: self.next_op(),
+            hooks: !failed,
+        });
+    }
+
+    fn begin_restart(&mut self, t: Ticket, how: RestartHow, out: &mut Vec<Action>) {
+        match how {
+            RestartHow::Rolling | RestartHow::Sequential => {
+                self.state = WatcherState::Reloading;
+                self.joined = vec![t];
+                out.push(Action::RunRollout {
+                    op: self.next_op(),
+                    sequential: how == RestartHow::Sequential,
+                });
+            }
+            RestartHow::StopStart => {
+                self.begin_stop(Vec::new(), false, out);
+                self.queued = Some(Queued::Start(vec![t]));
+            }
+            RestartHow::Hup => {
+                out.push(Action::Hup);
+                out.push(Action::Publish(Publish::Reload));
+                out.push(Action::ReplyRunning(t));
+            }
+        }
+    }
+
+    fn remove_now(&mut self, t: Vec<Ticket>, out: &mut Vec<Action>) {
+        self.state = WatcherState::Removed;
+        self.next_op();
+        out.push(Action::Forget);
+        out.push(Action::Reply(t, Outcome::Done(StartInfo::default())));
+    }
+
+    fn queue(&mut self, q: Queued, out: &mut Vec<Action>) {
+        // Later wins: a command already queued is answered as cancelled.
+        if let Some(old) = self.queued.replace(q) {
+            out.push(Action::Reply(old.tickets(), Outcome::Canceled(BY_STOP)));
+        }
+    }
+
+    /// Queues a restart, merging with one already queued.
+    fn queue_restart(&mut self, t: Ticket) {
+        match &mut self.queued {
+            Some(Queued::Restart(v)) => v.push(t),
+            _ => self.queued = Some(Queued::Restart(vec![t])),
+        }
+    }
+
+    pub(crate) fn step(&mut self, ev: Event) -> Vec<Action> {
+        use Event as E;
+        use WatcherState as S;
+        let mut out = Vec::new();
+        // Completions of a cancelled operation.
+        if let E::StartDone { op, .. } | E::StopDone { op, .. } | E::RolloutDone { op, .. } = &ev {
+            if *op != self.op {
+                return out;
+            }
+        }
+        match (self.state, ev) {
+            // ---- Stopped / Failed
+            (S::Stopped | S::Failed, E::Start(t)) => self.begin_start(vec![t], &mut out),
+            (S::Stopped, E::Stop(t)) => out.push(Action::Reply(vec![t], Outcome::Done(StartInfo::default()))),
+            (S::Failed, E::Stop(t)) => {
+                self.state = S::Stopped;
+                out.push(Action::Reply(vec![t], Outcome::Done(StartInfo::default())));
+            }
+            (S::Stopped | S::Failed, E::Restart(t, _)) => self.begin_start(vec![t], &mut out),
+            (S::Stopped | S::Failed, E::Remove(t, _)) => self.remove_now(vec![t], &mut out),
+            (S::Stopped | S::Failed, E::Kill) => out.push(Action::KillAll),
+            (S::Stopped | S::Failed, E::Scale) => {}
+            (S::Stopped | S::Failed, E::StartDone { .. } | E::StopDone { .. } | E::RolloutDone { .. }) => {}
+            (S::Stopped | S::Failed, E::SlotFailed | E::AllEnded) => {}
+
+            // ---- Starting
+            (S::Starting, E::Start(t)) => self.joined.push(t),
+            (S::Starting, E::Stop(t)) => {
+                self.cancel(BY_STOP, &mut out);
+                self.begin_stop(vec![t], false, &mut out);
+            }
+            (S::Starting, E::Restart(t, _)) => self.queue_restart(t),
+            (S::Starting | S::Active | S::Reloading, E::Remove(t, false)) => {
+                self.cancel(BY_REMOVE, &mut out);
+                self.remove_now(vec![t], &mut out);
+            }
+            (S::Starting, E::Remove(t, true)) => {
+                self.cancel(BY_REMOVE, &mut out);
+                self.begin_stop(Vec::new(), false, &mut out);
+                self.queued = Some(Queued::Remove(vec![t]));
+            }
+            (S::Starting, E::Kill) => out.push(Action::KillAll),
+            (S::Starting, E::Scale) => out.push(Action::Scale),
+            (
+                S::Starting,
+                E::StartDone {
+                    info, aborted: true, ..
+                },
+            ) => {
+                let t = std::mem::take(&mut self.joined);
+                out.push(Action::Reply(t, Outcome::Done(info)));
+                self.state = S::Stopped;
+                self.next_op();
+                if let Some(q) = self.queued.take() {
+                    out.push(Action::Reply(
+                        q.tickets(),
+                        Outcome::Canceled("the start was aborted"),
+                    ));
+                }
+            }
+            (
+                S::Starting,
+                E::StartDone {
+                    info, aborted: false, ..
+                },
+            ) => {
+                let t = std::mem::take(&mut self.joined);
+                out.push(Action::Reply(t, Outcome::Done(info)));
+                if self.ended_early {
+                    self.state = S::Stopped;
+                    self.next_op();
+                    out.push(Action::Publish(Publish::Stop));
+                    if let Some(q) = self.queued.take() {
+                        out.push(Action::Reply(
+                            q.tickets(),
+                            Outcome::Canceled("every process ended"),
+                        ));
+                    }
+                } else {
+                    self.state = S::Active;
+                    out.push(Action::Publish(Publish::Start));
+                    if let Some(q) = self.queued.take() {
+                        self.run_queued_while_active(q, &mut out);
+                    }
+                }
+            }
+            (S::Starting, E::StopDone { .. } | E::RolloutDone { .. }) => {}
+            (S::Starting | S::Active | S::Reloading, E::SlotFailed) => {
+                self.cancel(BY_FAILURE, &mut out);
+                out.push(Action::Publish(Publish::Failed));
+                self.begin_stop(Vec::new(), true, &mut out);
+            }
+            (S::Starting, E::AllEnded) => self.ended_early = true,
+
+            // ---- Active
+            (S::Active | S::Reloading, E::Start(t)) => {
+                out.push(Action::Scale);
+                out.push(Action::ReplyRunning(t));
+            }
+            (S::Active, E::Stop(t)) => self.begin_stop(vec![t], false, &mut out),
+            (S::Active, E::Restart(t, how)) => self.begin_restart(t, how, &mut out),
+            (S::Active, E::Remove(t, true)) => {
+                self.begin_stop(Vec::new(), false, &mut out);
+                self.queued = Some(Queued::Remove(vec![t]));
+            }
+            (S::Active | S::Reloading, E::Kill) => out.push(Action::KillAll),
+            (S::Active | S::Reloading, E::Scale) => out.push(Action::Scale),
+            (S::Active, E::StartDone { .. } | E::StopDone { .. } | E::RolloutDone { .. }) => {}
+            (S::Active, E::AllEnded) => {
+                self.state = S::Stopped;
+                self.next_op();
+                out.push(Action::Publish(Publish::Stop));
+            }
+
+            // ---- Reloading
+            (S::Reloading, E::Stop(t)) => {
+                self.cancel(BY_STOP, &mut out);
+                self.begin_stop(vec![t], false, &mut out);
+            }
+            (S::Reloading, E::Restart(t, _)) => self.queue_restart(t),
+            (S::Reloading, E::Remove(t, true)) => {
+                self.cancel(BY_REMOVE, &mut out);
+                self.begin_stop(Vec::new(), false, &mut out);
+                self.queued = Some(Queued::Remove(vec![t]));
+            }
+            (S::Reloading, E::RolloutDone { info, .. }) => {
+                let ok = info.errors.is_empty();
+                if !ok {
+                    out.push(Action::RevertSpec);
+                }
+                out.push(Action::Publish(if ok {
+                    Publish::Reload
+                } else {
+                    Publish::RolloutFailed
+                }));
+                let t = std::mem::take(&mut self.joined);
+                out.push(Action::Reply(t, Outcome::Done(info)));
+                self.state = S::Active;
+                if let Some(q) = self.queued.take() {
+                    self.run_queued_while_active(q, &mut out);
+                }
+            }
+            (S::Reloading, E::StartDone { .. } | E::StopDone { .. }) => {}
+            (S::Reloading, E::AllEnded) => {
+                self.cancel("canceled: every process ended", &mut out);
+                self.state = S::Stopped;
+                self.next_op();
+                out.push(Action::Publish(Publish::Stop));
+            }
+
+            // ---- Stopping
+            (S::Stopping { .. }, E::Start(t) | E::Restart(t, _)) => match &mut self.queued {
+                Some(Queued::Start(v)) => v.push(t),
+                Some(Queued::Remove(_)) => out.push(Action::Reply(vec![t], Outcome::Canceled(REMOVED))),
+                _ => self.queue(Queued::Start(vec![t]), &mut out),
+            },
+            (S::Stopping { .. }, E::Stop(t)) => {
+                self.joined.push(t);
+                // A later stop wins over a start or restart queued before it;
+                // a queued remove stays (the watcher is gone from the registry).
+                if matches!(self.queued, Some(Queued::Start(_) | Queued::Restart(_))) {
+                    if let Some(q) = self.queued.take() {
+                        out.push(Action::Reply(q.tickets(), Outcome::Canceled(BY_STOP)));
+                    }
+                }
+                // An operator's stop acknowledges a failure.
+                self.state = S::Stopping { failed: false };
+            }
+            (S::Stopping { .. }, E::Remove(t, true)) => match &mut self.queued {
+                Some(Queued::Remove(v)) => v.push(t),
+                _ => self.queue(Queued::Remove(vec![t]), &mut out),
+            },
+            (S::Stopping { .. }, E::Remove(t, false)) => {
+                self.cancel(BY_REMOVE, &mut out);
+                self.remove_now(vec![t], &mut out);
+            }
+            (S::Stopping { .. }, E::Kill) => out.push(Action::KillAll),
+            (S::Stopping { .. }, E::Scale) => {}
+            (S::Stopping { failed }, E::StopDone { pids, .. }) => {
+                let t = std::mem::take(&mut self.joined);
+                let info = StartInfo {
+                    stopped: pids,
+                    ..Default::default()
+                };
+                out.push(Action::Publish(Publish::Stop));
+                out.push(Action::Reply(t, Outcome::Done(info)));
+                self.state = if failed { S::Failed } else { S::Stopped };
+                match self.queued.take() {
+                    None => {}
+                    Some(Queued::Start(t) | Queued::Restart(t)) => self.begin_start(t, &mut out),
+                    Some(Queued::Remove(t)) => self.remove_now(t, &mut out),
+                }
+            }
+            (S::Stopping { .. }, E::StartDone { .. } | E::RolloutDone { .. }) => {}
+            (S::Stopping { .. }, E::SlotFailed | E::AllEnded) => {}
+
+            // ---- Removed
+            (S::Removed, E::Start(t) | E::Stop(t) | E::Restart(t, _) | E::Remove(t, _)) => {
+                out.push(Action::Reply(vec![t], Outcome::Canceled(REMOVED)))
+            }
+            (S::Removed, E::Kill) => out.push(Action::KillAll),
+            (S::Removed, E::Scale) => {}
+            (S::Removed, E::StartDone { .. } | E::StopDone { .. } | E::RolloutDone { .. }) => {}
+            (S::Removed, E::SlotFailed | E::AllEnded) => {}
+        }
+        out
+    }
+
+    /// A command queued behind a start or rollout, now that the watcher is Active.
+    fn run_queued_while_active(&mut self, q: Queued, out: &mut Vec<Action>) {
+        match q {
+            Queued::Restart(mut t) => {
+                let first = t.remove(0);
+                self.begin_restart(first, RestartHow::Rolling, out);
+                self.joined.extend(t);
+            }
+            // Only a stop queues these, and a stop never waits behind a start.
+            Queued::Start(t) => {
+                for x in t {
+                    out.push(Action::ReplyRunning(x));
+                }
+            }
+            Queued::Remove(t) => {
+                self.begin_stop(Vec::new(), false, out);
+                self.queued = Some(Queued::Remove(t));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action as A;
+    use WatcherState as S;
+
+    fn done() -> Outcome {
+        Outcome::Done(StartInfo::default())
+    }
+
+    fn running(l: &mut Lifecycle) {
+        l.step(Event::Start(1));
+        let op = l.op();
+        l.step(Event::StartDone {
+            op,
+            info: StartInfo::default(),
+            aborted: false,
+        });
+        assert_eq!(l.state, S::Active);
+    }
+
+    #[test]
+    fn start_from_stopped_runs_a_start_and_replies_when_it_is_done() {
+        let mut l = Lifecycle::default();
+        assert_eq!(l.step(Event::Start(7)), vec![A::RunStart { op: 1 }]);
+        assert_eq!(l.state, S::Starting);
+        let info = StartInfo {
+            started: vec![42],
+            ..Default::default()
+        };
+        let a = l.step(Event::StartDone {
+            op: 1,
+            info: info.clone(),
+            aborted: false,
+        });
+        assert_eq!(
+            a,
+            vec![A::Reply(vec![7], Outcome::Done(info)), A::Publish(Publish::Start)]
+        );
+        assert_eq!(l.state, S::Active);
+    }
+
+    #[test]
+    fn start_during_a_stop_ends_running() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Stop(2));
+        assert_eq!(l.state, S::Stopping { failed: false });
+        assert_eq!(l.step(Event::Start(3)), vec![]);
+        let op = l.op();
+        let a = l.step(Event::StopDone { op, pids: vec![10] });
+        assert!(a.contains(&A::RunStart { op: op + 1 }));
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, A::Reply(t, Outcome::Done(_)) if t == &vec![2])));
+        assert_eq!(l.state, S::Starting);
+        let a = l.step(Event::StartDone {
+            op: op + 1,
+            info: StartInfo::default(),
+            aborted: false,
+        });
+        assert!(a.contains(&A::Reply(vec![3], done())));
+        assert_eq!(l.state, S::Active);
+    }
+
+    #[test]
+    fn stop_during_a_start_cancels_it_and_ends_stopped() {
+        let mut l = Lifecycle::default();
+        l.step(Event::Start(1));
+        let a = l.step(Event::Stop(2));
+        assert_eq!(
+            a,
+            vec![
+                A::Reply(vec![1], Outcome::Canceled(BY_STOP)),
+                A::RunStop { op: 2, hooks: true }
+            ]
+        );
+        // The cancelled start's completion is dropped.
+        assert_eq!(
+            l.step(Event::StartDone {
+                op: 1,
+                info: StartInfo::default(),
+                aborted: false
+            }),
+            vec![]
+        );
+        l.step(Event::StopDone { op: 2, pids: vec![] });
+        assert_eq!(l.state, S::Stopped);
+    }
+
+    #[test]
+    fn a_stop_after_a_queued_start_wins() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Stop(2));
+        l.step(Event::Start(3));
+        let a = l.step(Event::Stop(4));
+        assert_eq!(a, vec![A::Reply(vec![3], Outcome::Canceled(BY_STOP))]);
+        let op = l.op();
+        let a = l.step(Event::StopDone { op, pids: vec![] });
+        assert!(!a.iter().any(|x| matches!(x, A::RunStart { .. })));
+        assert!(a.iter().any(|x| matches!(x, A::Reply(t, _) if t == &vec![2, 4])));
+        assert_eq!(l.state, S::Stopped);
+    }
+
+    #[test]
+    fn remove_during_a_rollout_cancels_it_and_ends_with_no_process() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        let a = l.step(Event::Restart(2, RestartHow::Rolling));
+        assert!(matches!(
+            a[..],
+            [A::RunRollout {
+                sequential: false,
+                ..
+            }]
+        ));
+        assert_eq!(l.state, S::Reloading);
+        let a = l.step(Event::Remove(3, true));
+        assert_eq!(a[0], A::Reply(vec![2], Outcome::Canceled(BY_REMOVE)));
+        assert!(matches!(a[1], A::RunStop { .. }));
+        let op = l.op();
+        // The rollout's late completion changes nothing.
+        assert_eq!(
+            l.step(Event::RolloutDone {
+                op: op - 1,
+                info: StartInfo::default()
+            }),
+            vec![]
+        );
+        let a = l.step(Event::StopDone { op, pids: vec![] });
+        assert!(a.contains(&A::Forget));
+        assert!(a.contains(&A::Reply(vec![3], done())));
+        assert_eq!(l.state, S::Removed);
+        assert_eq!(
+            l.step(Event::Start(9)),
+            vec![A::Reply(vec![9], Outcome::Canceled(REMOVED))]
+        );
+    }
+
+    #[test]
+    fn rm_nostop_forgets_at_once_from_any_running_state() {
+        for setup in [0, 1, 2] {
+            let mut l = Lifecycle::default();
+            match setup {
+                0 => {
+                    l.step(Event::Start(1));
+                }
+                1 => running(&mut l),
+                _ => {
+                    running(&mut l);
+                    l.step(Event::Restart(1, RestartHow::Rolling));
+                }
+            }
+            let a = l.step(Event::Remove(5, false));
+            assert!(a.contains(&A::Forget), "setup {setup}: {a:?}");
+            assert_eq!(l.state, S::Removed);
+        }
+    }
+
+    #[test]
+    fn a_failed_rollout_reverts_the_spec_and_stays_active() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Restart(2, RestartHow::Rolling));
+        let info = StartInfo {
+            errors: vec!["not ready".into()],
+            ..Default::default()
+        };
+        let op = l.op();
+        let a = l.step(Event::RolloutDone {
+            op,
+            info: info.clone(),
+        });
+        assert_eq!(
+            a,
+            vec![
+                A::RevertSpec,
+                A::Publish(Publish::RolloutFailed),
+                A::Reply(vec![2], Outcome::Done(info))
+            ]
+        );
+        assert_eq!(l.state, S::Active);
+    }
+
+    #[test]
+    fn restarts_during_a_rollout_roll_once_more_afterwards() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Restart(2, RestartHow::Rolling));
+        assert_eq!(l.step(Event::Restart(3, RestartHow::Rolling)), vec![]);
+        assert_eq!(l.step(Event::Restart(4, RestartHow::Rolling)), vec![]);
+        let op = l.op();
+        let a = l.step(Event::RolloutDone {
+            op,
+            info: StartInfo::default(),
+        });
+        assert!(a.contains(&A::RunRollout {
+            op: op + 1,
+            sequential: false
+        }));
+        let a = l.step(Event::RolloutDone {
+            op: op + 1,
+            info: StartInfo::default(),
+        });
+        assert!(a.contains(&A::Reply(vec![3, 4], done())));
+    }
+
+    #[test]
+    fn a_slot_giving_up_stops_the_watcher_as_failed() {
+        let mut l = Lifecycle::default();
+        l.step(Event::Start(1));
+        let a = l.step(Event::SlotFailed);
+        assert_eq!(
+            a,
+            vec![
+                A::Reply(vec![1], Outcome::Canceled(BY_FAILURE)),
+                A::Publish(Publish::Failed),
+                A::RunStop { op: 2, hooks: false }
+            ]
+        );
+        assert_eq!(l.state.as_str(), "failed");
+        l.step(Event::StopDone { op: 2, pids: vec![] });
+        assert_eq!(l.state, S::Failed);
+        // Start leaves failed.
+        assert_eq!(l.step(Event::Start(3)), vec![A::RunStart { op: 3 }]);
+    }
+
+    #[test]
+    fn a_stop_during_a_failure_stop_acknowledges_it() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::SlotFailed);
+        l.step(Event::Stop(5));
+        let op = l.op();
+        l.step(Event::StopDone { op, pids: vec![] });
+        assert_eq!(l.state, S::Stopped);
+    }
+
+    #[test]
+    fn respawn_false_processes_all_ending_stop_the_watcher() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        assert_eq!(l.step(Event::AllEnded), vec![A::Publish(Publish::Stop)]);
+        assert_eq!(l.state, S::Stopped);
+
+        // Ending before the start finished: Stopped at StartDone.
+        let mut l = Lifecycle::default();
+        l.step(Event::Start(1));
+        assert_eq!(l.step(Event::AllEnded), vec![]);
+        let a = l.step(Event::StartDone {
+            op: 1,
+            info: StartInfo::default(),
+            aborted: false,
+        });
+        assert_eq!(a, vec![A::Reply(vec![1], done()), A::Publish(Publish::Stop)]);
+        assert_eq!(l.state, S::Stopped);
+    }
+
+    #[test]
+    fn restart_variants_of_an_active_watcher() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        let a = l.step(Event::Restart(2, RestartHow::Hup));
+        assert_eq!(a, vec![A::Hup, A::Publish(Publish::Reload), A::ReplyRunning(2)]);
+        assert_eq!(l.state, S::Active);
+        let a = l.step(Event::Restart(3, RestartHow::StopStart));
+        assert!(matches!(a[..], [A::RunStop { hooks: true, .. }]));
+        let op = l.op();
+        let a = l.step(Event::StopDone { op, pids: vec![1] });
+        assert!(a.contains(&A::RunStart { op: op + 1 }));
+        let a = l.step(Event::StartDone {
+            op: op + 1,
+            info: StartInfo::default(),
+            aborted: false,
+        });
+        assert!(a.contains(&A::Reply(vec![3], done())));
+        let a = l.step(Event::Restart(4, RestartHow::Sequential));
+        assert!(matches!(a[..], [A::RunRollout { sequential: true, .. }]));
+    }
+
+    #[test]
+    fn a_restart_of_a_stopped_watcher_starts_it() {
+        let mut l = Lifecycle::default();
+        assert_eq!(
+            l.step(Event::Restart(1, RestartHow::Rolling)),
+            vec![A::RunStart { op: 1 }]
+        );
+    }
+
+    #[test]
+    fn scaling_acts_only_while_processes_are_wanted() {
+        let mut l = Lifecycle::default();
+        assert_eq!(l.step(Event::Scale), vec![]);
+        l.step(Event::Start(1));
+        assert_eq!(l.step(Event::Scale), vec![A::Scale]);
+        l.step(Event::Stop(2));
+        assert_eq!(l.step(Event::Scale), vec![]);
+    }
+
+    #[test]
+    fn rm_of_a_stopping_watcher_removes_it_after_the_stop() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Stop(2));
+        l.step(Event::Remove(3, true));
+        // A start cannot revive a removed watcher.
+        assert_eq!(
+            l.step(Event::Start(4)),
+            vec![A::Reply(vec![4], Outcome::Canceled(REMOVED))]
+        );
+        let op = l.op();
+        let a = l.step(Event::StopDone { op, pids: vec![] });
+        assert!(a.contains(&A::Forget));
+        assert_eq!(l.state, S::Removed);
+    }
+
+    #[test]
+    fn kill_never_changes_the_state() {
+        let mut l = Lifecycle::default();
+        running(&mut l);
+        l.step(Event::Stop(2));
+        assert_eq!(l.step(Event::Kill), vec![A::KillAll]);
+        assert_eq!(l.state, S::Stopping { failed: false });
+    }
+}
