@@ -11,7 +11,6 @@ use crate::config::{Signum, WatcherSpec};
 use crate::events::WatcherEvent;
 use crate::watchers::{Command, KillProcesses, Outcome, Resize, RestartHow, SignalWatcher, UpdateSpec};
 use actix::prelude::*;
-use futures::future::join_all;
 use serde_json::json;
 use std::future::Future;
 use std::time::Duration;
@@ -339,9 +338,4 @@ impl Handler<Kill> for Supervisor {
             r.await.unwrap_or_else(|e| Err(e.to_string()))
         })))
     }
-}
-
-/// Waits for every handle (for callers that act on many watchers).
-pub async fn all<T: 'static>(done: Vec<Done<T>>) -> Vec<Option<T>> {
-    join_all(done.into_iter().map(Done::wait)).await
 }
