@@ -160,6 +160,30 @@ start_timeout = "20s"
 }
 
 #[test]
+fn rm_right_after_a_fast_rollout_began_leaves_no_process() {
+    // No readiness wait: the rollout adds a process every few milliseconds,
+    // so the rm lands between two of its steps.
+    let mut d = Daemon::start(
+        r#"
+[watchers.many]
+cmd = "sleep 1000"
+numprocesses = 20
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("many", 20, secs(20));
+    let r = call(&d, "restart", json!({"name": "many"}));
+    assert_eq!(r["status"], "ok", "{r}");
+    d.wait_spawned("many", 2, secs(10));
+    let r = call(&d, "rm", json!({"name": "many", "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    eventually("every process gone", secs(10), || descendants(d.pid()).is_empty());
+    let r = call(&d, "status", json!({}));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(descendants(d.pid()), Vec::<i32>::new());
+}
+
+#[test]
 fn a_failed_rollout_keeps_the_previous_spec() {
     let good = "sh -c 'echo READY; exec sleep 1000'";
     let mut d = Daemon::start(&format!(
