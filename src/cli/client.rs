@@ -1,6 +1,12 @@
 use super::output;
 use super::{Conn, ControlCommand, Scale, Target};
+use crate::config::Signum;
 use crate::control::client::{Client, ClientError, Subscriber};
+use crate::control::commands::util::Target as Target2;
+use crate::control::commands::{
+    add, decr::ScaleBy, dstats, get, globaloptions, kill, list, listsockets, logs, numprocesses, numwatchers,
+    options, quit, reload, reloadconfig, reopen, rm, set, signal, stats, status, Props, Request,
+};
 use crate::control::transport;
 use serde_json::{json, Map, Value};
 use std::process::ExitCode;
@@ -22,28 +28,24 @@ fn endpoint(conn: &Conn) -> String {
         .unwrap_or_else(transport::default_endpoint)
 }
 
-fn props(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+fn target(t: &Target) -> Target2 {
+    Target2 {
+        name: t.name.clone(),
+        match_: Some(t.match_.clone()),
+        waiting: t.waiting,
+    }
 }
 
-fn target(t: &Target) -> Map<String, Value> {
-    props(&[
-        ("name", json!(t.name)),
-        ("waiting", json!(t.waiting)),
-        ("match", json!(t.match_)),
-    ])
+fn scale(s: &Scale) -> ScaleBy {
+    ScaleBy {
+        name: s.name.clone(),
+        nb: s.nb,
+        waiting: s.waiting,
+    }
 }
 
-fn scale(s: &Scale) -> Map<String, Value> {
-    props(&[
-        ("name", json!(s.name)),
-        ("nb", json!(s.nb)),
-        ("waiting", json!(s.waiting)),
-    ])
+fn signum(s: &Option<String>) -> Result<Option<Signum>, String> {
+    s.as_deref().map(Signum::parse).transpose()
 }
 
 /// `set`'s values arrive as strings; give them JSON types as circusctl does.
@@ -67,35 +69,34 @@ fn typed(v: &str) -> Value {
     json!(v)
 }
 
-fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
+/// The typed request a command line asks for (a bad signal name is refused here).
+fn request(cmd: &ControlCommand) -> Result<Request, String> {
     use ControlCommand as C;
-    match cmd {
-        C::Status { name } => (
-            "status",
-            props(&[("name", json!(name)), ("verbose", json!(true))]),
-        ),
-        C::List { name } => ("list", props(&[("name", json!(name))])),
-        C::Start(t) => ("start", target(t)),
-        C::Stop(t) => ("stop", target(t)),
-        C::Restart(t) => ("restart", target(t)),
+    use Request as R;
+    Ok(match cmd {
+        C::Status { name } => R::Status(status::Status {
+            name: name.clone(),
+            verbose: true,
+        }),
+        C::List { name } => R::List(list::List { name: name.clone() }),
+        C::Start(t) => R::Start(target(t)),
+        C::Stop(t) => R::Stop(target(t)),
+        C::Restart(t) => R::Restart(target(t)),
         C::Reload {
             name,
             terminate,
             sequential,
             waiting,
-        } => (
-            "reload",
-            props(&[
-                ("name", json!(name)),
-                ("graceful", json!(!terminate)),
-                ("sequential", json!(sequential)),
-                ("waiting", json!(waiting)),
-            ]),
-        ),
-        C::Incr(s) => ("incr", scale(s)),
-        C::Decr(s) => ("decr", scale(s)),
-        C::Numprocesses { name } => ("numprocesses", props(&[("name", json!(name))])),
-        C::Numwatchers => ("numwatchers", Map::new()),
+        } => R::Reload(reload::Reload {
+            name: name.clone(),
+            graceful: !terminate,
+            sequential: *sequential,
+            waiting: *waiting,
+        }),
+        C::Incr(s) => R::Incr(scale(s)),
+        C::Decr(s) => R::Decr(scale(s)),
+        C::Numprocesses { name } => R::Numprocesses(numprocesses::Numprocesses { name: name.clone() }),
+        C::Numwatchers => R::Numwatchers(numwatchers::Numwatchers),
         C::Signal {
             name,
             signal,
@@ -103,39 +104,36 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
             childpid,
             children,
             recursive,
-        } => (
-            "signal",
-            props(&[
-                ("name", json!(name)),
-                ("signum", json!(signal)),
-                ("pid", json!(pid)),
-                ("childpid", json!(childpid)),
-                ("children", json!(children)),
-                ("recursive", json!(recursive)),
-            ]),
-        ),
+        } => R::Signal(signal::SignalRequest {
+            name: name.clone(),
+            signum: Signum::parse(signal)?,
+            pid: pid.map(|p| p as i32),
+            childpid: childpid.map(|p| p as i32),
+            children: *children,
+            recursive: *recursive,
+        }),
         C::Kill {
             name,
             pid,
-            signum,
+            signum: sig,
             graceful_timeout,
             waiting,
-        } => (
-            "kill",
-            props(&[
-                ("name", json!(name)),
-                ("pid", json!(pid)),
-                ("signum", json!(signum)),
-                ("graceful_timeout", json!(graceful_timeout)),
-                ("waiting", json!(waiting)),
-            ]),
-        ),
-        C::Stats { name, process } => (
-            "stats",
-            props(&[("name", json!(name)), ("process", json!(process))]),
-        ),
-        C::Dstats => ("dstats", Map::new()),
-        C::Get { name, keys } => ("get", props(&[("name", json!(name)), ("keys", json!(keys))])),
+        } => R::Kill(kill::Kill {
+            name: name.clone(),
+            pid: pid.map(|p| p as i32),
+            signum: signum(sig)?,
+            graceful_timeout: *graceful_timeout,
+            waiting: *waiting,
+        }),
+        C::Stats { name, process } => R::Stats(stats::Stats {
+            name: name.clone(),
+            process: *process,
+        }),
+        C::Dstats => R::Dstats(dstats::Dstats),
+        C::Get { name, keys } => R::Get(get::Get {
+            name: name.clone(),
+            keys: keys.clone(),
+        }),
         C::Set { name, pairs, waiting } => {
             let mut options = Map::new();
             for kv in pairs.chunks(2) {
@@ -143,74 +141,62 @@ fn request(cmd: &ControlCommand) -> (&'static str, Map<String, Value>) {
                     options.insert(k.clone(), typed(v));
                 }
             }
-            (
-                "set",
-                props(&[
-                    ("name", json!(name)),
-                    ("options", Value::Object(options)),
-                    ("waiting", json!(waiting)),
-                ]),
-            )
+            R::Set(set::Set {
+                name: name.clone(),
+                options,
+                waiting: *waiting,
+            })
         }
-        C::Options { name } => ("options", props(&[("name", json!(name))])),
-        C::Globaloptions { option } => ("globaloptions", props(&[("option", json!(option))])),
+        C::Options { name } => R::Options(options::Options { name: name.clone() }),
+        C::Globaloptions { option } => R::Globaloptions(globaloptions::Globaloptions {
+            option: option.clone(),
+        }),
         C::Add {
             name,
             cmd,
             start,
             waiting,
-        } => (
-            "add",
-            props(&[
-                ("name", json!(name)),
-                ("cmd", json!(cmd.join(" "))),
-                ("start", json!(start)),
-                ("waiting", json!(waiting)),
-            ]),
-        ),
+        } => R::Add(add::Add {
+            name: name.clone(),
+            cmd: cmd.join(" "),
+            start: *start,
+            waiting: *waiting,
+            ..Default::default()
+        }),
         C::Rm {
             name,
             nostop,
             waiting,
-        } => (
-            "rm",
-            props(&[
-                ("name", json!(name)),
-                ("nostop", json!(nostop)),
-                ("waiting", json!(waiting)),
-            ]),
-        ),
-        C::Listsockets => ("listsockets", Map::new()),
-        C::Listen { .. } => ("globaloptions", Map::new()),
-        C::Reloadconfig { dry_run, waiting } => (
-            "reloadconfig",
-            props(&[("dry_run", json!(dry_run)), ("waiting", json!(waiting))]),
-        ),
+        } => R::Rm(rm::Rm {
+            name: name.clone(),
+            nostop: *nostop,
+            waiting: *waiting,
+        }),
+        C::Listsockets => R::Listsockets(listsockets::Listsockets),
+        C::Listen { .. } => R::Globaloptions(globaloptions::Globaloptions::default()),
+        C::Reloadconfig { dry_run, waiting } => R::Reloadconfig(reloadconfig::Reloadconfig {
+            dry_run: *dry_run,
+            waiting: *waiting,
+        }),
         C::Logs {
             name,
             stream,
             lines,
             since,
             follow,
-        } => {
-            let since = since
+        } => R::Logs(logs::Logs {
+            name: name.clone(),
+            stream: stream.clone(),
+            lines: Some(*lines),
+            since: since
                 .as_deref()
                 .and_then(|s| crate::config::Seconds::parse(s).ok())
-                .map(|d| d.get().as_secs_f64());
-            (
-                "logs",
-                props(&[
-                    ("name", json!(name)),
-                    ("stream", json!(stream)),
-                    ("lines", json!(lines)),
-                    ("since", json!(since)),
-                    ("follow", json!(follow)),
-                ]),
-            )
-        }
-        C::Reopen => ("reopen", Map::new()),
-        C::Quit { waiting } => ("quit", props(&[("waiting", json!(waiting))])),
-    }
+                .map(|d| d.get().as_secs_f64()),
+            follow: *follow,
+        }),
+        C::Reopen => R::Reopen(reopen::Reopen),
+        C::Quit { waiting } => R::Quit(quit::Quit { waiting: *waiting }),
+    })
 }
 
 /// Runs one control command against the daemon and prints the result.
@@ -226,7 +212,14 @@ pub fn run_client(cmd: ControlCommand, conn: Conn) -> ExitCode {
 }
 
 async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
-    let (name, properties) = request(&cmd);
+    let req = match request(&cmd) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ERROR_REPLY);
+        }
+    };
+    let (name, properties) = (req.command(), req.props());
     let ep = endpoint(&conn);
     let timeout = Duration::from_secs_f64(conn.timeout.clamp(0.001, 86_400.0));
     let json_out = conn.json;
@@ -281,7 +274,7 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
             }
         }
         if is_error || json_out {
-            return print_reply(name_of(&cmd), &reply, json_out, is_error);
+            return print_reply("logs", &reply, json_out, is_error);
         }
         let last = print_log_lines(name, reply["lines"].as_array().map(Vec::as_slice).unwrap_or(&[]));
         if let (true, Some(sub)) = (*follow, live) {
@@ -297,10 +290,6 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
         return listen(&reply, topics, *count).await;
     }
     print_reply(name, &reply, json_out, is_error)
-}
-
-fn name_of(cmd: &ControlCommand) -> &'static str {
-    request(cmd).0
 }
 
 /// Prints `watcher[pid] | line` (stderr lines marked); returns the newest time.
@@ -353,8 +342,13 @@ async fn follow_logs(mut sub: Subscriber, mut client: Client, watcher: &str, aft
         let next = tokio::select! {
             n = sub.next() => n,
             _ = renew.tick() => {
-                let p = props(&[("name", json!(watcher)), ("lines", json!(0)), ("follow", json!(true))]);
-                if let Err(e) = client.call("logs", p).await {
+                let renew = logs::Logs {
+                    name: watcher.to_string(),
+                    lines: Some(0),
+                    follow: true,
+                    ..Default::default()
+                };
+                if let Err(e) = client.call("logs", renew.props()).await {
                     eprintln!("error: cannot renew the follow lease: {e}");
                     return ExitCode::from(EXIT_TRANSPORT);
                 }

@@ -4,9 +4,15 @@ use super::util::one;
 use super::Reply;
 use crate::control::context::Ctx;
 use crate::control::protocol::CommandError;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-pub async fn execute(_: Ctx, _: Map<String, Value>) -> Reply {
+/// No properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dstats;
+
+super::no_properties!(Dstats);
+
+pub async fn execute(_: Ctx, _: Dstats) -> Reply {
     let pid = std::process::id() as i32;
     let cpu = cpu_percent(&[pid]).await;
     let mut m =

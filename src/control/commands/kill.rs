@@ -1,11 +1,12 @@
 //! `kill`: stop one process (or all) of a watcher with an optional signal and
 //! graceful_timeout; the watcher replaces it.
 use super::Reply;
+use super::{props, Props};
 use crate::config::{Seconds, Signum};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_f64, prop_int, prop_required_str, CommandError};
-use crate::supervisor::api::Kill;
-use serde_json::{Map, Value};
+use crate::supervisor::api;
+use serde_json::{json, Map, Value};
 
 pub fn signum(p: &Map<String, Value>, key: &str) -> Result<Option<Signum>, CommandError> {
     match p.get(key) {
@@ -23,15 +24,49 @@ pub fn signum(p: &Map<String, Value>, key: &str) -> Result<Option<Signum>, Comma
     }
 }
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    let name = prop_required_str(&p, "name")?;
-    let pid = prop_int(&p, "pid")?.map(|n| n as i32);
-    let signal = signum(&p, "signum")?;
-    let timeout = match prop_f64(&p, "graceful_timeout")? {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Kill {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub signum: Option<Signum>,
+    /// Seconds.
+    pub graceful_timeout: Option<f64>,
+    pub waiting: bool,
+}
+
+impl Props for Kill {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Kill {
+            name: prop_required_str(p, "name")?,
+            pid: prop_int(p, "pid")?.map(|n| n as i32),
+            signum: signum(p, "signum")?,
+            graceful_timeout: prop_f64(p, "graceful_timeout")?,
+            waiting: prop_bool(p, "waiting")?.unwrap_or(false),
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[
+            ("name", json!(self.name)),
+            ("pid", json!(self.pid)),
+            ("signum", json!(self.signum.map(|s| s.0))),
+            ("graceful_timeout", json!(self.graceful_timeout)),
+            ("waiting", json!(self.waiting)),
+        ])
+    }
+}
+
+pub async fn execute(ctx: Ctx, r: Kill) -> Reply {
+    let Kill {
+        name,
+        pid,
+        signum: signal,
+        graceful_timeout,
+        waiting,
+    } = r;
+    let timeout = match graceful_timeout {
         Some(t) => Some(Seconds::from_f64(t).map_err(CommandError::message)?.get()),
         None => None,
     };
-    let waiting = prop_bool(&p, "waiting")?.unwrap_or(false);
     if let Some(pid) = pid {
         // Check the pid now so a wrong one is an error even without waiting.
         let st = super::util::status_of(&ctx.watcher(&name)?.addr).await?;
@@ -42,7 +77,7 @@ pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
         }
     }
     let done = ctx
-        .call(Kill {
+        .call(api::Kill {
             name,
             pid,
             signal,

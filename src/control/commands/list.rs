@@ -1,12 +1,29 @@
 //! `list`: watcher names, or the pids of one watcher.
 use super::util::{one, status_of};
 use super::Reply;
+use super::{props, Props};
 use crate::control::context::Ctx;
-use crate::control::protocol::prop_str;
+use crate::control::protocol::{prop_str, CommandError};
 use serde_json::{json, Map, Value};
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    match prop_str(&p, "name")? {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct List {
+    pub name: Option<String>,
+}
+
+impl Props for List {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(List {
+            name: prop_str(p, "name")?,
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[("name", json!(self.name))])
+    }
+}
+
+pub async fn execute(ctx: Ctx, r: List) -> Reply {
+    match r.name {
         None => {
             let names = ctx.registry.names();
             Ok(one("watchers", json!(names)))

@@ -2,8 +2,13 @@
 use super::Reply;
 use crate::control::context::Ctx;
 use crate::control::protocol::CommandError;
-use serde_json::{Map, Value};
 
-pub async fn execute(_: Ctx, _: Map<String, Value>) -> Reply {
+/// No properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listen;
+
+super::no_properties!(Listen);
+
+pub async fn execute(_: Ctx, _: Listen) -> Reply {
     Err(CommandError::message("invalid message. use a pub/sub socket"))
 }

@@ -2,9 +2,15 @@
 use super::util::one;
 use super::Reply;
 use crate::control::context::Ctx;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-pub async fn execute(ctx: Ctx, _: Map<String, Value>) -> Reply {
+/// No properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listsockets;
+
+super::no_properties!(Listsockets);
+
+pub async fn execute(ctx: Ctx, _: Listsockets) -> Reply {
     let mut socks = ctx.sockets.infos();
     socks.sort_by_key(|s| s.raw_fd);
     let list: Vec<Value> = socks

@@ -1,12 +1,29 @@
 //! `numprocesses`: running processes of one watcher (with `watcher_name`), or of all.
 use super::util::{one, status_of};
 use super::Reply;
+use super::{props, Props};
 use crate::control::context::Ctx;
-use crate::control::protocol::prop_str;
+use crate::control::protocol::{prop_str, CommandError};
 use serde_json::{json, Map, Value};
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    match prop_str(&p, "name")? {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Numprocesses {
+    pub name: Option<String>,
+}
+
+impl Props for Numprocesses {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Numprocesses {
+            name: prop_str(p, "name")?,
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[("name", json!(self.name))])
+    }
+}
+
+pub async fn execute(ctx: Ctx, r: Numprocesses) -> Reply {
+    match r.name {
         Some(name) => {
             let w = ctx.watcher(&name)?;
             let st = status_of(&w.addr).await?;

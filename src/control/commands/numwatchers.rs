@@ -2,9 +2,15 @@
 use super::util::one;
 use super::Reply;
 use crate::control::context::Ctx;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-pub async fn execute(ctx: Ctx, _: Map<String, Value>) -> Reply {
+/// No properties.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Numwatchers;
+
+super::no_properties!(Numwatchers);
+
+pub async fn execute(ctx: Ctx, _: Numwatchers) -> Reply {
     let n = ctx.registry.len();
     Ok(one("numwatchers", json!(n)))
 }

@@ -5,14 +5,31 @@
 //! has been applied.
 use super::util::one;
 use super::Reply;
+use super::{props, Props};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, CommandError};
 use crate::supervisor::reload::ReloadConfig;
 use serde_json::{json, Map, Value};
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    let dry_run = prop_bool(&p, "dry_run")?.unwrap_or(false);
-    let _waiting = prop_bool(&p, "waiting")?;
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reloadconfig {
+    pub dry_run: bool,
+    pub waiting: bool,
+}
+
+impl Props for Reloadconfig {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Reloadconfig {
+            dry_run: prop_bool(p, "dry_run")?.unwrap_or(false),
+            waiting: prop_bool(p, "waiting")?.unwrap_or(false),
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[("dry_run", json!(self.dry_run)), ("waiting", json!(self.waiting))])
+    }
+}
+
+pub async fn execute(ctx: Ctx, Reloadconfig { dry_run, .. }: Reloadconfig) -> Reply {
     let (plan, done) = ctx
         .root
         .send(ReloadConfig { dry_run })

@@ -2,12 +2,13 @@
 //! checked as Circus does; changes to what a process is (cmd, env, uid…)
 //! gracefully reload the watcher, numprocesses just scales.
 use super::Reply;
+use super::{props, Props};
 use crate::config::{Seconds, Signum};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_required_str, CommandError};
 use crate::supervisor::api::{Scale, Update};
 use crate::watchers::Resize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 fn int(k: &str, v: &Value) -> Result<i64, CommandError> {
     v.as_i64()
@@ -35,14 +36,42 @@ fn dur(k: &str, v: &Value) -> Result<std::time::Duration, CommandError> {
     }
 }
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    let name = prop_required_str(&p, "name")?;
-    let waiting = prop_bool(&p, "waiting")?.unwrap_or(false);
-    let opts = match p.get("options") {
-        Some(Value::Object(o)) => o.clone(),
-        None => return Err(CommandError::missing_property("options")),
-        Some(_) => return Err(CommandError::message("'options' property should be an object")),
-    };
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Set {
+    pub name: String,
+    /// Option names and JSON values, checked against the watcher's spec.
+    pub options: Map<String, Value>,
+    pub waiting: bool,
+}
+
+impl Props for Set {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        let options = match p.get("options") {
+            Some(Value::Object(o)) => o.clone(),
+            None => return Err(CommandError::missing_property("options")),
+            Some(_) => return Err(CommandError::message("'options' property should be an object")),
+        };
+        Ok(Set {
+            name: prop_required_str(p, "name")?,
+            options,
+            waiting: prop_bool(p, "waiting")?.unwrap_or(false),
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[
+            ("name", json!(self.name)),
+            ("options", Value::Object(self.options.clone())),
+            ("waiting", json!(self.waiting)),
+        ])
+    }
+}
+
+pub async fn execute(ctx: Ctx, r: Set) -> Reply {
+    let Set {
+        name,
+        options: opts,
+        waiting,
+    } = r;
     let w = ctx.watcher(&name)?;
     let mut spec = (*super::util::spec_of(&w.addr).await?).clone();
     let mut reload = false;

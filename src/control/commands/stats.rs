@@ -3,6 +3,7 @@
 //! field names and formats.
 use super::util::{one, status_of};
 use super::Reply;
+use super::{props, Props};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_int, prop_str, CommandError};
 use serde_json::{json, Map, Value};
@@ -158,12 +159,30 @@ async fn watcher_procs(
         .collect())
 }
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    match prop_str(&p, "name")? {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub name: Option<String>,
+    pub process: Option<i64>,
+}
+
+impl Props for Stats {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Stats {
+            name: prop_str(p, "name")?,
+            process: prop_int(p, "process")?,
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[("name", json!(self.name)), ("process", json!(self.process))])
+    }
+}
+
+pub async fn execute(ctx: Ctx, r: Stats) -> Reply {
+    match r.name {
         Some(name) => {
             let w = ctx.watcher(&name)?;
             let procs = watcher_procs(&w.addr).await?;
-            if let Some(pid) = prop_int(&p, "process")? {
+            if let Some(pid) = r.process {
                 let pid = pid as i32;
                 let Some(one_proc) = procs.iter().find(|p| p.0 == pid) else {
                     return Err(CommandError::message(format!(

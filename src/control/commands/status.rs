@@ -4,8 +4,9 @@
 //! `ringmaster status` table.
 use super::util::{one, status_of};
 use super::Reply;
+use super::{props, Props};
 use crate::control::context::Ctx;
-use crate::control::protocol::{prop_bool, prop_str};
+use crate::control::protocol::{prop_bool, prop_str, CommandError};
 use crate::watchers::{GetState, WatcherStatus};
 use serde_json::{json, Map, Value};
 
@@ -25,9 +26,26 @@ fn details(st: &WatcherStatus) -> Value {
     json!({"name": st.name, "state": st.state.as_str(), "numprocesses": st.numprocesses, "processes": procs})
 }
 
-pub async fn execute(ctx: Ctx, p: Map<String, Value>) -> Reply {
-    let verbose = prop_bool(&p, "verbose")?.unwrap_or(false);
-    match prop_str(&p, "name")? {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    pub name: Option<String>,
+    pub verbose: bool,
+}
+
+impl Props for Status {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Status {
+            name: prop_str(p, "name")?,
+            verbose: prop_bool(p, "verbose")?.unwrap_or(false),
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        props(&[("name", json!(self.name)), ("verbose", json!(self.verbose))])
+    }
+}
+
+pub async fn execute(ctx: Ctx, Status { name, verbose }: Status) -> Reply {
+    match name {
         Some(name) => {
             let w = ctx.watcher(&name)?;
             if !verbose {

@@ -4,13 +4,39 @@
 use crate::config::model::{Args, Ident};
 use crate::config::WatcherSpec;
 use crate::control::context::Ctx;
-use crate::control::protocol::CommandError;
+use crate::control::protocol::{prop_bool, prop_str, CommandError};
 use crate::supervisor::api::{Act, Op};
 use crate::supervisor::Selection;
 use crate::watchers::{GetSpec, GetStatus, StartInfo, WatcherStatus};
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+
+/// Start, stop and restart: a watcher name or pattern (all without one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Target {
+    pub name: Option<String>,
+    /// `glob` (default), `regex` or `simple`.
+    pub match_: Option<String>,
+    pub waiting: bool,
+}
+
+impl super::Props for Target {
+    fn parse(p: &Map<String, Value>) -> Result<Self, CommandError> {
+        Ok(Target {
+            name: prop_str(p, "name")?,
+            match_: prop_str(p, "match")?,
+            waiting: prop_bool(p, "waiting")?.unwrap_or(false),
+        })
+    }
+    fn props(&self) -> Map<String, Value> {
+        super::props(&[
+            ("name", json!(self.name)),
+            ("match", json!(self.match_)),
+            ("waiting", json!(self.waiting)),
+        ])
+    }
+}
 
 pub fn mailbox(e: MailboxError) -> CommandError {
     CommandError::command(format!("watcher unavailable: {e}"))
