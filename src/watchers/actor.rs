@@ -9,8 +9,7 @@ use crate::events::{Events, WatcherEvent};
 use crate::hooks::Hook;
 use crate::processes::spawn::InheritedSocket;
 use crate::processes::{
-    DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
-    SlotReport, StartSlot, StopSlot, UpdateSlotSpec,
+    DetachSlot, KillSlot, ProcessActor, ReplaceSlot, SignalSlot, StartSlot, StopSlot, UpdateSlotSpec,
 };
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
@@ -44,7 +43,7 @@ pub struct WatcherActor {
     /// Starts of slots added by the last `Scale`, for whoever asked for it.
     scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
     /// (wid, failures) of the slot that gave up, for the `failed` event.
-    last_failure: (u32, u32),
+    pub(super) last_failure: (u32, u32),
 }
 
 fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket>, Vec<Arc<OwnedFd>>) {
@@ -151,7 +150,7 @@ impl WatcherActor {
         Some(Box::pin(fut))
     }
 
-    fn state(&self) -> WatcherState {
+    pub(super) fn state(&self) -> WatcherState {
         self.life.state
     }
 
@@ -510,139 +509,5 @@ impl Handler<KillProcesses> for WatcherActor {
             join_all(replaced).await;
             Ok(pids)
         })
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct WatcherStatus {
-    pub name: String,
-    pub state: WatcherState,
-    pub numprocesses: u32,
-    pub priority: i64,
-    pub processes: Vec<ProcInfo>,
-}
-
-#[derive(Message)]
-#[rtype(result = "WatcherStatus")]
-pub struct GetStatus;
-
-impl Handler<GetStatus> for WatcherActor {
-    type Result = ResponseFuture<WatcherStatus>;
-    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
-        let infos: Vec<_> = self
-            .slots
-            .live
-            .values()
-            .map(|s| s.addr.send(GetProcInfo))
-            .collect();
-        let base = WatcherStatus {
-            name: self.spec.name.clone(),
-            state: self.state(),
-            numprocesses: self.numprocesses,
-            priority: self.spec.priority,
-            processes: Vec::new(),
-        };
-        Box::pin(async move {
-            let infos = join_all(infos).await;
-            WatcherStatus {
-                processes: infos.into_iter().filter_map(Result::ok).collect(),
-                ..base
-            }
-        })
-    }
-}
-
-/// Just the state (what a plain `status` needs: no fan-out to the processes).
-#[derive(Message)]
-#[rtype(result = "WatcherState")]
-pub struct GetState;
-
-impl Handler<GetState> for WatcherActor {
-    type Result = MessageResult<GetState>;
-    fn handle(&mut self, _: GetState, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state())
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "Arc<WatcherSpec>")]
-pub struct GetSpec;
-
-impl Handler<GetSpec> for WatcherActor {
-    type Result = MessageResult<GetSpec>;
-    fn handle(&mut self, _: GetSpec, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.spec.clone())
-    }
-}
-
-impl Handler<SlotReport> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, m: SlotReport, ctx: &mut Self::Context) {
-        let wid = m.wid;
-        // Reports of a slot that was replaced under the same wid only feed events.
-        let current = self.slots.current(wid, m.slot_id).is_some();
-        match m.event {
-            SlotEvent::Spawned { pid } => {
-                if let Some(s) = self.slots.current(wid, m.slot_id) {
-                    s.pid = Some(pid);
-                    s.ended = false;
-                }
-                self.publish(WatcherEvent::Spawn, json!({"process_pid": pid, "wid": wid}));
-            }
-            SlotEvent::Ready { pid } => {
-                self.publish(WatcherEvent::Ready, json!({"process_pid": pid, "wid": wid}))
-            }
-            SlotEvent::ReadyFailed { pid, reason } => self.publish(
-                WatcherEvent::ReadyFailed,
-                json!({"process_pid": pid, "wid": wid, "reason": reason}),
-            ),
-            SlotEvent::Exited { pid, status, .. } => {
-                if let Some(s) = self.slots.current(wid, m.slot_id) {
-                    if s.pid == Some(pid) {
-                        s.pid = None;
-                    }
-                }
-                self.publish(
-                    WatcherEvent::Reap,
-                    json!({"process_pid": pid, "wid": wid, "exit_code": status.circus_code()}),
-                );
-            }
-            SlotEvent::Killed { pid, signal } => self.publish(
-                WatcherEvent::Kill,
-                json!({"process_pid": pid, "wid": wid, "signal": signal.0}),
-            ),
-            SlotEvent::SpawnFailed { reason } => {
-                self.publish(WatcherEvent::SpawnFailed, json!({"wid": wid, "reason": reason}))
-            }
-            SlotEvent::Backoff { delay, failures } => self.publish(
-                WatcherEvent::Backoff,
-                json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
-            ),
-            SlotEvent::Aged { pid } => {
-                let still = self.slots.live.get(&wid).and_then(|s| s.pid) == Some(pid);
-                if current && still && self.state() == WatcherState::Active {
-                    let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
-                    let op = self.life.op();
-                    let f = self.rollout(op, vec![(wid, pid)], surge, unavailable, ctx);
-                    ctx.spawn(f.map(|_, _, _| ()));
-                }
-            }
-            SlotEvent::Failed { failures } => {
-                if current {
-                    self.last_failure = (wid, failures);
-                    self.feed(Event::SlotFailed, ctx);
-                }
-            }
-            SlotEvent::Stopped => {
-                if let Some(s) = self.slots.current(wid, m.slot_id) {
-                    s.pid = None;
-                    s.ended = true;
-                }
-                // respawn = false: the watcher stops when its last process is gone.
-                if current && !self.spec.respawn && self.slots.live.values().all(|s| s.ended) {
-                    self.feed(Event::AllEnded, ctx);
-                }
-            }
-        }
     }
 }

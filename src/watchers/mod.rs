@@ -7,15 +7,20 @@
 //! - `actor.rs` — the actor: commands in, table actions performed;
 //! - `ops.rs` — the long operations: start, stop, rolling replacement;
 //! - `slots.rs` — slot bookkeeping and wid numbering;
+//! - `reports.rs` — slot reports in, events out;
+//! - `queries.rs` — status, state, spec;
 //! - `signal.rs` — `signal`: to processes, children or descendants, with hooks.
 
 mod actor;
 mod ops;
+mod queries;
+mod reports;
 mod signal;
 mod slots;
 pub mod state;
 
 pub use actor::*;
+pub use queries::{GetSpec, GetState, GetStatus, WatcherStatus};
 pub(crate) use signal::children;
 pub use signal::SignalWatcher;
 pub use state::{Outcome, RestartHow, WatcherState};

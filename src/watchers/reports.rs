@@ -1,0 +1,84 @@
+//! What a watcher does with its slots' reports: keep each slot's pid,
+//! publish the events, and feed the lifecycle table what concerns it (a slot
+//! that gave up, the last process of a `respawn = false` watcher ending,
+//! `max_age` replacements).
+
+use super::actor::WatcherActor;
+use super::state::Event;
+use super::WatcherState;
+use crate::events::WatcherEvent;
+use crate::processes::{SlotEvent, SlotReport};
+use actix::prelude::*;
+use serde_json::json;
+
+impl Handler<SlotReport> for WatcherActor {
+    type Result = ();
+    fn handle(&mut self, m: SlotReport, ctx: &mut Self::Context) {
+        let wid = m.wid;
+        // Reports of a slot that was replaced under the same wid only feed events.
+        let current = self.slots.current(wid, m.slot_id).is_some();
+        match m.event {
+            SlotEvent::Spawned { pid } => {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
+                    s.pid = Some(pid);
+                    s.ended = false;
+                }
+                self.publish(WatcherEvent::Spawn, json!({"process_pid": pid, "wid": wid}));
+            }
+            SlotEvent::Ready { pid } => {
+                self.publish(WatcherEvent::Ready, json!({"process_pid": pid, "wid": wid}))
+            }
+            SlotEvent::ReadyFailed { pid, reason } => self.publish(
+                WatcherEvent::ReadyFailed,
+                json!({"process_pid": pid, "wid": wid, "reason": reason}),
+            ),
+            SlotEvent::Exited { pid, status, .. } => {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
+                    if s.pid == Some(pid) {
+                        s.pid = None;
+                    }
+                }
+                self.publish(
+                    WatcherEvent::Reap,
+                    json!({"process_pid": pid, "wid": wid, "exit_code": status.circus_code()}),
+                );
+            }
+            SlotEvent::Killed { pid, signal } => self.publish(
+                WatcherEvent::Kill,
+                json!({"process_pid": pid, "wid": wid, "signal": signal.0}),
+            ),
+            SlotEvent::SpawnFailed { reason } => {
+                self.publish(WatcherEvent::SpawnFailed, json!({"wid": wid, "reason": reason}))
+            }
+            SlotEvent::Backoff { delay, failures } => self.publish(
+                WatcherEvent::Backoff,
+                json!({"wid": wid, "delay": delay.as_secs_f64(), "failures": failures}),
+            ),
+            SlotEvent::Aged { pid } => {
+                let still = self.slots.live.get(&wid).and_then(|s| s.pid) == Some(pid);
+                if current && still && self.state() == WatcherState::Active {
+                    let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
+                    let op = self.life.op();
+                    let f = self.rollout(op, vec![(wid, pid)], surge, unavailable, ctx);
+                    ctx.spawn(f.map(|_, _, _| ()));
+                }
+            }
+            SlotEvent::Failed { failures } => {
+                if current {
+                    self.last_failure = (wid, failures);
+                    self.feed(Event::SlotFailed, ctx);
+                }
+            }
+            SlotEvent::Stopped => {
+                if let Some(s) = self.slots.current(wid, m.slot_id) {
+                    s.pid = None;
+                    s.ended = true;
+                }
+                // respawn = false: the watcher stops when its last process is gone.
+                if current && !self.spec.respawn && self.slots.live.values().all(|s| s.ended) {
+                    self.feed(Event::AllEnded, ctx);
+                }
+            }
+        }
+    }
+}
