@@ -209,6 +209,15 @@ impl Daemon {
         }
     }
 
+    /// Reads every log event that arrived so far without waiting; returns the whole log.
+    pub fn drain(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.record(&v);
+            self.log.push(v);
+        }
+        &self.log
+    }
+
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
