@@ -34,7 +34,8 @@ const RSS_SLACK_KIB: u64 = 8 * 1024;
 
 /// Quick failures back off at most 300 ms and never give up, so SIGKILLs of
 /// young processes cannot leave a watcher `failed`.
-const RESTART: &str = "[watchers.NAME.restart]\nmax_retry = -1\ninitial_delay = \"50ms\"\nmax_delay = \"300ms\"\n";
+const RESTART: &str =
+    "[watchers.NAME.restart]\nmax_retry = -1\ninitial_delay = \"50ms\"\nmax_delay = \"300ms\"\n";
 
 fn config(grandchildren: bool) -> String {
     let mut c = String::new();
@@ -98,8 +99,14 @@ fn random_command(rng: &mut fastrand::Rng, name: &str, extra: bool) -> (&'static
     let waiting = rng.bool();
     let pick = if extra { rng.u32(0..14) } else { rng.u32(0..12) };
     match pick {
-        0 => ("incr", json!({"name": name, "nb": rng.u32(1..3), "waiting": waiting})),
-        1 => ("decr", json!({"name": name, "nb": rng.u32(1..3), "waiting": waiting})),
+        0 => (
+            "incr",
+            json!({"name": name, "nb": rng.u32(1..3), "waiting": waiting}),
+        ),
+        1 => (
+            "decr",
+            json!({"name": name, "nb": rng.u32(1..3), "waiting": waiting}),
+        ),
         2 | 3 => (
             "set",
             json!({"name": name, "options": {"numprocesses": rng.u32(0..5)}, "waiting": waiting}),
@@ -138,7 +145,9 @@ impl Conn {
         use zeromq::Socket;
         if req {
             let mut s = zeromq::ReqSocket::new();
-            s.connect(ep).await.unwrap_or_else(|e| panic!("REQ connect {ep}: {e}"));
+            s.connect(ep)
+                .await
+                .unwrap_or_else(|e| panic!("REQ connect {ep}: {e}"));
             Conn::Req(s)
         } else {
             Conn::Dealer(
@@ -158,7 +167,9 @@ impl Conn {
                 let id = ringmaster::control::client::random_hex_id();
                 let body = json!({"command": cmd, "properties": p, "id": id}).to_string();
                 let exchange = async {
-                    s.send(zeromq::ZmqMessage::from(body)).await.map_err(|e| e.to_string())?;
+                    s.send(zeromq::ZmqMessage::from(body))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let m = s.recv().await.map_err(|e| e.to_string())?;
                     let frame = m.into_vec().pop().unwrap_or_default();
                     serde_json::from_slice::<Value>(&frame).map_err(|e| format!("reply not JSON: {e}"))
@@ -292,7 +303,10 @@ async fn apply(c: &mut Client, target: &Target, stats: &Stats) {
     for (name, t) in target {
         let mut cmds = Vec::new();
         if let Some(n) = t {
-            cmds.push(("set", json!({"name": name, "options": {"numprocesses": n}, "waiting": true})));
+            cmds.push((
+                "set",
+                json!({"name": name, "options": {"numprocesses": n}, "waiting": true}),
+            ));
             cmds.push(("start", json!({"name": name, "waiting": true})));
         } else {
             cmds.push(("stop", json!({"name": name, "waiting": true})));
@@ -337,7 +351,10 @@ fn racing_command(rng: &mut fastrand::Rng, name: &str) -> (&'static str, Value) 
         3 => ("start", json!({"name": name, "waiting": waiting})),
         4 => ("incr", json!({"name": name, "nb": 2, "waiting": waiting})),
         5 => ("decr", json!({"name": name, "waiting": waiting})),
-        _ => ("set", json!({"name": name, "options": {"numprocesses": rng.u32(0..5)}, "waiting": waiting})),
+        _ => (
+            "set",
+            json!({"name": name, "options": {"numprocesses": rng.u32(0..5)}, "waiting": waiting}),
+        ),
     }
 }
 
@@ -354,7 +371,10 @@ async fn violations(c: &mut Client, daemon: i32, target: &Target) -> Vec<String>
     let listed = call(c, "list", json!({})).await;
     let names: Vec<String> = target.keys().cloned().collect();
     if listed["watchers"] != json!(names) {
-        v.push(format!("watchers: expected {names:?}, listed {}", listed["watchers"]));
+        v.push(format!(
+            "watchers: expected {names:?}, listed {}",
+            listed["watchers"]
+        ));
     }
     let mut owner: BTreeMap<i32, String> = BTreeMap::new();
     for (name, t) in target {
@@ -394,21 +414,20 @@ async fn violations(c: &mut Client, daemon: i32, target: &Target) -> Vec<String>
         }
     }
     for (pid, name) in &owner {
-        if !tree.get(pid).is_some_and(|(p, _)| p.ppid == daemon && p.state != 'Z') {
-            v.push(format!("{name} lists pid {pid}, which is not a live child of the daemon"));
+        if !tree
+            .get(pid)
+            .is_some_and(|(p, _)| p.ppid == daemon && p.state != 'Z')
+        {
+            v.push(format!(
+                "{name} lists pid {pid}, which is not a live child of the daemon"
+            ));
         }
     }
     v
 }
 
 /// Polls (no event says "everything settled") until no violation remains.
-async fn settle(
-    c: &mut Client,
-    d: &mut Daemon,
-    target: &Target,
-    what: &str,
-    ctx: &dyn Fn() -> String,
-) {
+async fn settle(c: &mut Client, d: &mut Daemon, target: &Target, what: &str, ctx: &dyn Fn() -> String) {
     let daemon = d.pid();
     let deadline = Instant::now() + SETTLE;
     loop {
@@ -500,17 +519,37 @@ fn run(grandchildren: bool) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads: Vec<_> = (0..CLIENTS)
-        .map(|i| client_thread(i, seed.wrapping_add(i as u64 + 1), ep.clone(), stats.clone(), stop.clone()))
+        .map(|i| {
+            client_thread(
+                i,
+                seed.wrapping_add(i as u64 + 1),
+                ep.clone(),
+                stats.clone(),
+                stop.clone(),
+            )
+        })
         .collect();
-    threads.push(killer_thread(seed, ep.clone(), daemon, stats.clone(), stop.clone(), grandchildren));
+    threads.push(killer_thread(
+        seed,
+        ep.clone(),
+        daemon,
+        stats.clone(),
+        stop.clone(),
+        grandchildren,
+    ));
     // Bounded by `Budget::over` (3× the seconds at most).
     while !budget.over(&stats) {
         std::thread::sleep(Duration::from_millis(50));
-        assert!(procinfo::stat(daemon).is_some_and(|p| p.state != 'Z'), "daemon died; {}", ctx());
+        assert!(
+            procinfo::stat(daemon).is_some_and(|p| p.state != 'Z'),
+            "daemon died; {}",
+            ctx()
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for t in threads {
-        t.join().unwrap_or_else(|_| panic!("a chaos thread panicked; {}", ctx()));
+        t.join()
+            .unwrap_or_else(|_| panic!("a chaos thread panicked; {}", ctx()));
     }
     let storm = budget.start.elapsed();
     let unanswered = stats.unanswered.lock().unwrap().clone();
@@ -520,7 +559,10 @@ fn run(grandchildren: bool) {
         unanswered.join("\n  "),
         ctx()
     );
-    assert_eq!(stats.sent.load(Ordering::SeqCst), stats.replied.load(Ordering::SeqCst));
+    assert_eq!(
+        stats.sent.load(Ordering::SeqCst),
+        stats.replied.load(Ordering::SeqCst)
+    );
 
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
     let (fds1, rss1) = rt().block_on(async {
@@ -533,20 +575,31 @@ fn run(grandchildren: bool) {
                 0 => ("restart", json!({"name": x, "waiting": rng.bool()})),
                 1 => ("start", json!({"name": x, "waiting": rng.bool()})),
                 2 => ("incr", json!({"name": x, "nb": 2, "waiting": rng.bool()})),
-                _ => ("add", json!({"name": x, "cmd": "sleep", "args": "1000", "start": true,
-                                    "options": {"numprocesses": 2, "graceful_timeout": 2}})),
+                _ => (
+                    "add",
+                    json!({"name": x, "cmd": "sleep", "args": "1000", "start": true,
+                                    "options": {"numprocesses": 2, "graceful_timeout": 2}}),
+                ),
             };
             stats.note(x, format!("final race: {cmd} {pre} (reply not awaited)"));
             let body = json!({"command": cmd, "properties": pre, "id": "race"}).to_string();
-            c.send_raw(body.into_bytes()).await.unwrap_or_else(|e| panic!("send {cmd}: {e}"));
+            c.send_raw(body.into_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("send {cmd}: {e}"));
             let p = json!({"name": x, "waiting": true});
             stats.note(x, format!("final: rm {p}"));
-            c.call("rm", props(p)).await.unwrap_or_else(|e| panic!("final rm {x}: {e}; {}", ctx()));
+            c.call("rm", props(p))
+                .await
+                .unwrap_or_else(|e| panic!("final rm {x}: {e}; {}", ctx()));
         }
         let mut target: Target = initial.clone();
         for (name, t) in target.iter_mut() {
             if name != "flaky" {
-                *t = if rng.u32(0..4) == 0 { None } else { Some(rng.u32(0..4)) };
+                *t = if rng.u32(0..4) == 0 {
+                    None
+                } else {
+                    Some(rng.u32(0..4))
+                };
             }
         }
         for (name, t) in &target {
@@ -599,7 +652,11 @@ fn run(grandchildren: bool) {
             // We started them (through the daemon): end them before failing.
             unsafe { libc::kill(*p, libc::SIGKILL) };
         }
-        assert!(left.is_empty(), "setsid grandchildren survived their watcher's stop: {left:?}\n{}", ctx());
+        assert!(
+            left.is_empty(),
+            "setsid grandchildren survived their watcher's stop: {left:?}\n{}",
+            ctx()
+        );
     }
     let last: Vec<i32> = procinfo::descendants(daemon).into_keys().collect();
     assert_eq!(d.stop(secs(20)), 0, "daemon exit status; {}", ctx());
