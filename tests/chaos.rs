@@ -64,6 +64,7 @@ fn config(grandchildren: bool) -> String {
 struct Stats {
     sent: AtomicU64,
     replied: AtomicU64,
+    no_reply: AtomicU64,
     kills: AtomicU64,
     by_kind: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -87,6 +88,7 @@ impl Stats {
         json!({
             "sent": self.sent.load(Ordering::SeqCst),
             "replied": self.replied.load(Ordering::SeqCst),
+            "no_reply": self.no_reply.load(Ordering::SeqCst),
             "kills": self.kills.load(Ordering::SeqCst),
             "by_kind": *self.by_kind.lock().unwrap(),
             "errors": *self.errors.lock().unwrap(),
@@ -235,11 +237,12 @@ fn client_thread(
                         }
                     }
                     Err(e) => {
-                        stats
-                            .unanswered
-                            .lock()
-                            .unwrap()
-                            .push(format!("client {id}: {cmd} {p}: {e}"));
+                        let mut u = stats.unanswered.lock().unwrap();
+                        if u.len() < 100 {
+                            u.push(format!("client {id}: {cmd} {p}: {e}"));
+                        }
+                        drop(u);
+                        stats.no_reply.fetch_add(1, Ordering::SeqCst);
                         // A REQ socket cannot send again without a reply.
                         if matches!(conn, Conn::Req(_)) {
                             break;
@@ -468,6 +471,20 @@ fn log_about(d: &mut Daemon, violations: &[String]) -> String {
     format!("daemon log about pids {pids:?}:\n  {}", lines.join("\n  "))
 }
 
+/// On a failure, ends every process still under the daemon (they are ours)
+/// before the harness stops the daemon itself.
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pid in procinfo::descendants(self.0).into_keys() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 fn run(grandchildren: bool) {
     let seed = procinfo::seed_from_env("RINGMASTER_CHAOS_SEED");
     let budget = Budget {
@@ -482,6 +499,7 @@ fn run(grandchildren: bool) {
     let mut d = Daemon::start(&config(grandchildren));
     d.wait_msg("control channel ready", None, secs(10));
     let daemon = d.pid();
+    let _reap = Reap(daemon);
     let ep = endpoint(&d);
     let stats = Arc::new(Stats::default());
     let gc_file = d.path("gc.pids");
@@ -540,6 +558,7 @@ fn run(grandchildren: bool) {
     // Bounded by `Budget::over` (3× the seconds at most).
     while !budget.over(&stats) {
         std::thread::sleep(Duration::from_millis(50));
+        d.drain_keep_last(20_000);
         assert!(
             procinfo::stat(daemon).is_some_and(|p| p.state != 'Z'),
             "daemon died; {}",
