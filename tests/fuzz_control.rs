@@ -428,7 +428,7 @@ fn hostile_cases() -> Vec<Hostile> {
     huge_prop.extend_from_slice(b"READY");
     huge_prop.extend_from_slice(b"\x0bSocket-Type\xff\xff\xff\xffDEAL");
     huge_prop.resize(32, 0);
-    let many_empty: Vec<u8> = [vec![MORE, 0].repeat(10_000), vec![0, 0]].concat();
+    let many_empty: Vec<u8> = [[MORE, 0].repeat(10_000), vec![0, 0]].concat();
     vec![
         h("long frame of 2^40 bytes", true, long_header(0, 1 << 40), true),
         h(
