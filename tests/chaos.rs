@@ -571,6 +571,13 @@ fn run(grandchildren: bool) {
             .unwrap_or_else(|_| panic!("a chaos thread panicked; {}", ctx()));
     }
     let storm = budget.start.elapsed();
+    // Printed now too, so a run that fails to settle still has its figures.
+    eprintln!(
+        "CHAOS-SUMMARY {}",
+        json!({"seed": seed, "phase": "storm", "storm_secs": storm.as_secs_f64(), "stats": stats.summary(),
+               "fds_before": fds0, "fds_after": fds(daemon).len(), "rss_kib_before": rss0,
+               "rss_kib_after": procinfo::rss_kib(daemon)})
+    );
     let unanswered = stats.unanswered.lock().unwrap().clone();
     assert!(
         unanswered.is_empty(),
@@ -638,7 +645,7 @@ fn run(grandchildren: bool) {
         (fds(daemon).len(), procinfo::rss_kib(daemon))
     });
     let summary = json!({
-        "seed": seed, "storm_secs": storm.as_secs_f64(), "stats": stats.summary(),
+        "seed": seed, "phase": "settled", "storm_secs": storm.as_secs_f64(), "stats": stats.summary(),
         "fds_before": fds0, "fds_after": fds1, "rss_kib_before": rss0, "rss_kib_after": rss1,
     });
     eprintln!("CHAOS-SUMMARY {summary}");

@@ -190,9 +190,30 @@ fn start_then_stop_the_stop_wins() {
     });
 }
 
-/// `rm` after a restart/start/incr of an added watcher leaves no process.
+/// `rm` after a restart/incr/reload of an added watcher leaves no process.
 #[test]
 fn restart_then_rm_leaves_no_process() {
+    rm_race(|i| match i % 3 {
+        0 => ("restart", json!({"name": "x", "waiting": i % 2 == 0})),
+        1 => ("incr", json!({"name": "x", "nb": 2, "waiting": i % 2 == 0})),
+        _ => ("reload", json!({"name": "x", "waiting": i % 2 == 0})),
+    });
+}
+
+/// `rm` right after `add --start` (not yet answered) leaves no process.
+#[test]
+fn add_start_then_rm_leaves_no_process() {
+    rm_race(|i| ("add", add_x(i % 2 == 1)));
+}
+
+fn add_x(waiting: bool) -> Value {
+    json!({"name": "x", "cmd": "sleep", "args": "1000", "start": true, "waiting": waiting,
+           "options": {"numprocesses": 2, "graceful_timeout": 2}})
+}
+
+/// Adds watcher `x` (unless `pre` is the add), races `pre` with `rm --waiting`,
+/// and checks that nothing but `w`'s processes is left under the daemon.
+fn rm_race(pre_of: impl Fn(usize) -> (&'static str, Value)) {
     let mut d = Daemon::start(CONFIG);
     d.wait_spawned("w", 1, secs(10));
     let daemon = d.pid();
@@ -200,18 +221,10 @@ fn restart_then_rm_leaves_no_process() {
     rt().block_on(async {
         let mut c = Client::connect(&ep, secs(30)).await.expect("connect");
         for i in 0..ROUNDS * 2 {
-            ok(
-                &mut c,
-                "add",
-                json!({"name": "x", "cmd": "sleep", "args": "1000", "start": true, "waiting": true,
-                       "options": {"numprocesses": 2, "graceful_timeout": 2}}),
-            )
-            .await;
-            let pre = match i % 3 {
-                0 => ("restart", json!({"name": "x", "waiting": i % 2 == 0})),
-                1 => ("incr", json!({"name": "x", "nb": 2, "waiting": i % 2 == 0})),
-                _ => ("reload", json!({"name": "x", "waiting": i % 2 == 0})),
-            };
+            let pre = pre_of(i);
+            if pre.0 != "add" {
+                ok(&mut c, "add", add_x(true)).await;
+            }
             let shown = format!("{} {}", pre.0, pre.1);
             race(&mut c, pre, &[("rm", json!({"name": "x", "waiting": true}))]).await;
             assert_eq!(ok(&mut c, "list", json!({})).await["watchers"], json!(["w"]));
