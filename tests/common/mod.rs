@@ -209,6 +209,29 @@ impl Daemon {
         }
     }
 
+    /// Reads every log event that arrived so far without waiting; returns the whole log.
+    pub fn drain(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.record(&v);
+            self.log.push(v);
+        }
+        &self.log
+    }
+
+    /// Reads the events that arrived so far and keeps only the last `keep` of
+    /// the whole log, all counted as consumed, so a long run does not hold
+    /// every debug line. Spawned pids are not recorded here (a long run would
+    /// collect thousands for `Drop` to killpg): the caller ends its processes.
+    pub fn drain_keep_last(&mut self, keep: usize) {
+        while let Ok(v) = self.events.try_recv() {
+            self.log.push(v);
+        }
+        if self.log.len() > keep {
+            self.log.drain(..self.log.len() - keep);
+        }
+        self.consumed = (0..self.log.len()).collect();
+    }
+
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
