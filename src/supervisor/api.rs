@@ -9,7 +9,10 @@ use super::registry::{Selection, WatcherEntry};
 use super::root::Supervisor;
 use crate::config::{Signum, WatcherSpec};
 use crate::events::WatcherEvent;
-use crate::watchers::{Command, KillProcesses, Outcome, Resize, RestartHow, SignalWatcher, UpdateSpec};
+use crate::watchers::{
+    Command, Gate, KillProcesses, Outcome, Resize, RestartHow, Sequenced, SignalWatcher, UpdateSpec,
+    WatcherActor,
+};
 use actix::prelude::*;
 use serde_json::json;
 use std::future::Future;
@@ -89,16 +92,40 @@ pub struct Act {
     pub on: Selection,
 }
 
-fn send_all(
-    ws: &[WatcherEntry],
-    c: Command,
-) -> Vec<(String, Request<crate::watchers::WatcherActor, Command>)> {
+type Pending = (String, Request<WatcherActor, Command>);
+
+/// Queues `c` on every watcher at once (so no later request overtakes it).
+fn send_all(ws: &[WatcherEntry], c: Command) -> Vec<Pending> {
     ws.iter().map(|w| (w.name.clone(), w.addr.send(c))).collect()
 }
 
-async fn outcomes(
-    reqs: Vec<(String, Request<crate::watchers::WatcherActor, Command>)>,
-) -> Vec<(String, Outcome)> {
+/// Queues `c` on every watcher now (so no later request overtakes it);
+/// each one's operation begins once the previous watcher's has taken effect
+/// (priority order).
+fn in_turn(ws: &[WatcherEntry], c: Command) -> impl Future<Output = Vec<(String, Outcome)>> + 'static {
+    let (first, mut gate) = Gate::new();
+    let _ = first.send(());
+    let mut queued = Vec::new();
+    for w in ws {
+        let (open, next) = Gate::new();
+        let after = std::mem::replace(&mut gate, next);
+        let r = w.addr.send(Sequenced { command: c, after });
+        queued.push((w.name.clone(), r, open));
+    }
+    async move {
+        let mut out = Vec::new();
+        for (name, r, open) in queued {
+            out.push((
+                name,
+                r.await.unwrap_or(Outcome::Canceled("the watcher went away")),
+            ));
+            let _ = open.send(());
+        }
+        out
+    }
+}
+
+async fn outcomes(reqs: Vec<Pending>) -> Vec<(String, Outcome)> {
     let mut out = Vec::new();
     for (name, r) in reqs {
         out.push((
@@ -123,16 +150,7 @@ impl Handler<Act> for Supervisor {
                 if !one {
                     ws.retain(|w| w.autostart);
                 }
-                // Highest priority first: each waits for the one before it.
-                let ws2 = ws.clone();
-                Done::spawn(async move {
-                    let mut out = Vec::new();
-                    for w in ws2 {
-                        let o = w.addr.send(Command::Start).await;
-                        out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
-                    }
-                    out
-                })
+                Done::spawn(in_turn(&ws, Command::Start))
             }
             Op::Stop => {
                 ws.reverse();
@@ -141,14 +159,13 @@ impl Handler<Act> for Supervisor {
             Op::Restart if one => Done::spawn(outcomes(send_all(&ws, Command::Restart(RestartHow::Rolling)))),
             Op::Restart => {
                 ws.reverse();
-                let stops = send_all(&ws, Command::Stop);
+                let stops = outcomes(send_all(&ws, Command::Stop));
                 ws.reverse();
+                ws.retain(|w| w.autostart);
+                let starts = in_turn(&ws, Command::Start);
                 Done::spawn(async move {
-                    let mut out = outcomes(stops).await;
-                    for w in ws.into_iter().filter(|w| w.autostart) {
-                        let o = w.addr.send(Command::Start).await;
-                        out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
-                    }
+                    let mut out = stops.await;
+                    out.extend(starts.await);
                     out
                 })
             }
@@ -158,18 +175,7 @@ impl Handler<Act> for Supervisor {
                     (true, true) => RestartHow::Sequential,
                     (true, false) => RestartHow::Rolling,
                 };
-                if one {
-                    Done::spawn(outcomes(send_all(&ws, Command::Restart(how))))
-                } else {
-                    Done::spawn(async move {
-                        let mut out = Vec::new();
-                        for w in ws {
-                            let o = w.addr.send(Command::Restart(how)).await;
-                            out.push((w.name, o.unwrap_or(Outcome::Canceled("the watcher went away"))));
-                        }
-                        out
-                    })
-                }
+                Done::spawn(in_turn(&ws, Command::Restart(how)))
             }
         };
         MessageResult(Ok(done))

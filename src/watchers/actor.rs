@@ -42,6 +42,8 @@ pub struct WatcherActor {
     next_ticket: Ticket,
     /// Starts of slots added by the last `Scale`, for whoever asked for it.
     scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
+    /// What the next operation waits for before it begins (see [`Sequenced`]).
+    gate: Option<Gate>,
     /// (wid, failures) of the slot that gave up, for the `failed` event.
     pub(super) last_failure: (u32, u32),
 }
@@ -86,6 +88,7 @@ impl WatcherActor {
             waiters: HashMap::new(),
             next_ticket: 0,
             scaled: Vec::new(),
+            gate: None,
             last_failure: (0, 0),
         }
     }
@@ -201,25 +204,40 @@ impl WatcherActor {
         match a {
             Action::RunStart { op } => {
                 self.rollback = None;
-                let f = self.run_start(op);
-                ctx.spawn(f);
+                self.after_gate(ctx, move |act, ctx| {
+                    if act.life.op() == op {
+                        let f = act.run_start(op);
+                        ctx.spawn(f);
+                    }
+                });
             }
             Action::RunStop { op, hooks } => {
                 self.rollback = None;
-                let f = self.run_stop(op, hooks);
-                ctx.spawn(f);
+                self.after_gate(ctx, move |act, ctx| {
+                    let f = act.run_stop(op, hooks);
+                    ctx.spawn(f);
+                });
             }
             Action::RunRollout { op, sequential } => {
-                let (surge, unavailable) = if sequential {
-                    (0, 1)
-                } else {
-                    (self.spec.max_surge, self.spec.max_unavailable)
-                };
-                let olds = self.slots.running();
-                let f = self.rollout(op, olds, surge, unavailable, ctx);
-                ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));
+                self.after_gate(ctx, move |act, ctx| {
+                    if act.life.op() != op {
+                        return;
+                    }
+                    let (surge, unavailable) = if sequential {
+                        (0, 1)
+                    } else {
+                        (act.spec.max_surge, act.spec.max_unavailable)
+                    };
+                    let olds = act.slots.running();
+                    let f = act.rollout(op, olds, surge, unavailable, ctx);
+                    ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));
+                });
             }
             Action::Scale => {
+                // Starts nobody asked to wait for run on; never drop one (that cancels it).
+                for s in std::mem::take(&mut self.scaled) {
+                    ctx.spawn(s.into_actor(self));
+                }
                 for s in self.scale_up(ctx) {
                     self.scaled.push(Box::pin(async move {
                         let _ = s.await;
@@ -279,6 +297,20 @@ impl WatcherActor {
                     }
                 };
                 self.publish(ev, payload);
+            }
+        }
+    }
+
+    /// Runs `f` now, or once the gate of the command being handled opens.
+    fn after_gate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
+    ) {
+        match self.gate.take() {
+            None => f(self, ctx),
+            Some(g) => {
+                ctx.spawn(g.0.into_actor(self).map(move |_, act, ctx| f(act, ctx)));
             }
         }
     }
@@ -381,6 +413,38 @@ impl Handler<Command> for WatcherActor {
     }
 }
 
+/// Opens when an earlier command (on another watcher) has taken effect.
+#[derive(Clone)]
+pub struct Gate(futures::future::Shared<oneshot::Receiver<()>>);
+
+impl Gate {
+    /// A gate and the sender that opens it (dropping the sender opens it too).
+    pub fn new() -> (oneshot::Sender<()>, Gate) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Gate(futures::FutureExt::shared(rx)))
+    }
+}
+
+/// A command queued now, in arrival order, whose operation begins only once
+/// `after` opens: `start` of several watchers starts them in priority order
+/// without letting a later command on one of them be overtaken.
+#[derive(Message)]
+#[rtype(result = "Outcome")]
+pub struct Sequenced {
+    pub command: Command,
+    pub after: Gate,
+}
+
+impl Handler<Sequenced> for WatcherActor {
+    type Result = ResponseFuture<Outcome>;
+    fn handle(&mut self, m: Sequenced, ctx: &mut Self::Context) -> Self::Result {
+        self.gate = Some(m.after);
+        let r = self.handle(m.command, ctx);
+        self.gate = None;
+        r
+    }
+}
+
 /// SIGKILL every process group at once (second SIGINT).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -457,6 +521,14 @@ impl Handler<UpdateSpec> for WatcherActor {
         self.publish(WatcherEvent::Updated, json!({}));
         let scaled = (self.numprocesses != numprocesses).then(|| self.handle(Resize::To(numprocesses), ctx));
         if m.roll && self.state().running() {
+            if let Some(s) = scaled {
+                ctx.spawn(
+                    async move {
+                        s.await;
+                    }
+                    .into_actor(self),
+                );
+            }
             if self.rollback.is_none() {
                 self.rollback = Some(previous);
             }

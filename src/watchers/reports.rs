@@ -60,7 +60,12 @@ impl Handler<SlotReport> for WatcherActor {
                     let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
                     let op = self.life.op();
                     let f = self.rollout(op, vec![(wid, pid)], surge, unavailable, ctx);
-                    ctx.spawn(f.map(|_, _, _| ()));
+                    // A scale during the replacement counted its extra process.
+                    ctx.spawn(f.map(move |_, act, ctx| {
+                        if act.life.op() == op {
+                            act.feed(Event::Scale, ctx);
+                        }
+                    }));
                 }
             }
             SlotEvent::Failed { failures } => {

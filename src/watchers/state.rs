@@ -26,7 +26,9 @@
 //!   `StartDone` the watcher goes to Stopped instead of Active.
 //! ⁴ `Rolling`/`Sequential` roll; `Hup` signals and replies; `StopStart`
 //!   stops with a queued start.
-//! ⁵ a failed rollout puts the previous spec back (`RevertSpec`).
+//! ⁵ a failed rollout puts the previous spec back (`RevertSpec`); either way
+//!   the slots are then scaled to numprocesses (a scale during the rollout
+//!   counted its extra processes).
 //!
 //! `Remove { stop: false }` (`rm --nostop`) forgets the processes at once from
 //! every state but Removed. "cancel" answers the cancelled operation's
@@ -428,6 +430,8 @@ impl Lifecycle {
                 let t = std::mem::take(&mut self.joined);
                 out.push(Action::Reply(t, Outcome::Done(info)));
                 self.state = S::Active;
+                // A scale during the rollout counted its extra processes.
+                out.push(Action::Scale);
                 if let Some(q) = self.queued.take() {
                     self.run_queued_while_active(q, &mut out);
                 }
@@ -699,7 +703,8 @@ mod tests {
             vec![
                 A::RevertSpec,
                 A::Publish(Publish::RolloutFailed),
-                A::Reply(vec![2], Outcome::Done(info))
+                A::Reply(vec![2], Outcome::Done(info)),
+                A::Scale
             ]
         );
         assert_eq!(l.state, S::Active);
