@@ -148,6 +148,16 @@ impl Lifecycle {
                 vec![A::Spawn]
             }
             (S::Idle | S::Stopped | S::Failed, Event::Stop | Event::Kill) => vec![A::Stopped],
+            (
+                S::Idle | S::Stopped | S::Failed,
+                Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::Exited { .. }
+                | Event::RetryDue
+                | Event::GraceExpired
+                | Event::GroupEmpty
+                | Event::Replace,
+            ) => vec![],
 
             (S::Spawning, Event::Spawned { pid }) => {
                 self.state = S::Running { pid };
@@ -167,6 +177,18 @@ impl Lifecycle {
                 self.pending = Some(ev);
                 vec![]
             }
+            // Whoever waits for a pending stop must see it happen; the
+            // watcher never starts a slot it is stopping (it queues the start).
+            (S::Spawning, Event::Start) => vec![],
+            // The actor replays an exit that beats the spawn's outcome after `Spawned`.
+            (
+                S::Spawning,
+                Event::Exited { .. }
+                | Event::RetryDue
+                | Event::GraceExpired
+                | Event::GroupEmpty
+                | Event::Replace,
+            ) => vec![],
 
             (
                 S::Running { pid },
@@ -202,6 +224,17 @@ impl Lifecycle {
                 self.state = S::Stopping { pid };
                 vec![A::KillGroup]
             }
+            // Another pid's exit, an old timer, a start of a running slot.
+            (
+                S::Running { .. },
+                Event::Exited { .. }
+                | Event::Start
+                | Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::RetryDue
+                | Event::GraceExpired
+                | Event::GroupEmpty,
+            ) => vec![],
 
             (S::Backoff, Event::RetryDue) => {
                 self.state = S::Spawning;
@@ -211,6 +244,17 @@ impl Lifecycle {
                 self.state = S::Stopped;
                 vec![A::CancelTimers, A::Stopped]
             }
+            // Already on its way to a new spawn.
+            (
+                S::Backoff,
+                Event::Start
+                | Event::Replace
+                | Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::Exited { .. }
+                | Event::GraceExpired
+                | Event::GroupEmpty,
+            ) => vec![],
 
             (S::Stopping { .. } | S::Draining { .. }, Event::Start) => {
                 self.respawn_after_stop = true;
@@ -241,9 +285,24 @@ impl Lifecycle {
                 }
             }
             (S::Draining { .. }, Event::GroupEmpty) => self.finish_stop(),
-
-            // Anything else is stale (an old timer, a late exit) and changes nothing.
-            _ => vec![],
+            // Stale: another pid's exit, an old retry timer; a replace is a stop already.
+            (
+                S::Stopping { .. },
+                Event::Exited { .. }
+                | Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::RetryDue
+                | Event::GroupEmpty
+                | Event::Replace,
+            ) => vec![],
+            (
+                S::Draining { .. },
+                Event::Exited { .. }
+                | Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::RetryDue
+                | Event::Replace,
+            ) => vec![],
         }
     }
 
