@@ -5,9 +5,9 @@ use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
 use crate::events::Events;
 use crate::readiness::notify::{Notify, NotifyRouter};
-use crate::readiness::probe;
+use crate::readiness::state::{Event as Ready, Phase, Readiness};
 use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
-use crate::streams::{ReadyMatch, StreamKind, WatcherLogs};
+use crate::streams::{StreamKind, WatcherLogs};
 use actix::prelude::*;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -133,12 +133,12 @@ pub struct ProcInfo {
 pub struct GetProcInfo;
 
 pub struct ProcessActor {
-    wid: u32,
+    pub(super) wid: u32,
     pub slot_id: u64,
-    spec: Arc<WatcherSpec>,
+    pub(super) spec: Arc<WatcherSpec>,
     sockets: Arc<Vec<InheritedSocket>>,
     watcher: Recipient<SlotReport>,
-    events: Events,
+    pub(super) events: Events,
     logs: WatcherLogs,
     life: Lifecycle,
     started_at: Option<Instant>,
@@ -148,25 +148,24 @@ pub struct ProcessActor {
     retry_timer: Option<SpawnHandle>,
     grace_timer: Option<SpawnHandle>,
     age_timer: Option<SpawnHandle>,
-    ready_timer: Option<SpawnHandle>,
-    watchdog_timer: Option<SpawnHandle>,
+    /// The readiness check in progress (timers, probe loop, log matcher).
+    pub(super) checks: Vec<SpawnHandle>,
+    pub(super) watchdog_timer: Option<SpawnHandle>,
     stop_waiters: Vec<oneshot::Sender<()>>,
     spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
     ready_waiters: Vec<oneshot::Sender<Result<i32, String>>>,
     /// Signal and timeout for the stop in progress, when a command chose them.
     stop_override: Option<(Option<Signum>, Option<Duration>)>,
-    ready: bool,
-    /// Readiness failed: the exit that follows counts as a quick failure.
-    ready_failed: bool,
+    pub(super) readiness: Readiness,
     status_text: Option<String>,
-    last_error: Option<String>,
+    pub(super) last_error: Option<String>,
     detached: bool,
     /// Spawned, readiness to begin once the state machine says Running.
     pending_ready: Option<i32>,
     /// `Exited` received while the spawn's outcome was still on its way.
     early_exits: Vec<Exited>,
     /// `ready.type = "log"`: fires when the current process prints a matching line.
-    log_ready: Option<oneshot::Receiver<()>>,
+    pub(super) log_ready: Option<oneshot::Receiver<()>>,
 }
 
 impl ProcessActor {
@@ -178,6 +177,7 @@ impl ProcessActor {
         events: Events,
         logs: WatcherLogs,
     ) -> Self {
+        let watchdog = spec.ready.watchdog_timeout.is_some();
         ProcessActor {
             wid,
             slot_id: NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -194,14 +194,13 @@ impl ProcessActor {
             retry_timer: None,
             grace_timer: None,
             age_timer: None,
-            ready_timer: None,
+            checks: Vec::new(),
             watchdog_timer: None,
             stop_waiters: Vec::new(),
             spawn_waiters: Vec::new(),
             ready_waiters: Vec::new(),
             stop_override: None,
-            ready: false,
-            ready_failed: false,
+            readiness: Readiness::new(watchdog),
             status_text: None,
             last_error: None,
             detached: false,
@@ -223,7 +222,7 @@ impl ProcessActor {
         }
     }
 
-    fn report(&self, event: SlotEvent) {
+    pub(super) fn report(&self, event: SlotEvent) {
         self.watcher.do_send(SlotReport {
             wid: self.wid,
             slot_id: self.slot_id,
@@ -240,7 +239,7 @@ impl ProcessActor {
     }
 
     /// Feeds an event to the state machine and performs what it decides.
-    fn feed(&mut self, ev: Event, ctx: &mut Context<Self>) {
+    pub(super) fn feed(&mut self, ev: Event, ctx: &mut Context<Self>) {
         let mut queue = vec![ev];
         while let Some(ev) = queue.pop() {
             let pgid_before = self.pgid();
@@ -253,7 +252,7 @@ impl ProcessActor {
         }
         if let Some(pid) = self.pending_ready.take() {
             if self.life.state.pid() == Some(pid) {
-                self.begin_readiness(pid, ctx);
+                self.ready_step(Ready::Spawned { pid }, ctx);
             }
         }
     }
@@ -264,7 +263,7 @@ impl ProcessActor {
         }
     }
 
-    fn resolve_ready_waiters(&mut self, r: Result<i32, String>) {
+    pub(super) fn resolve_ready_waiters(&mut self, r: Result<i32, String>) {
         for w in self.ready_waiters.drain(..) {
             let _ = w.send(r.clone());
         }
@@ -361,10 +360,12 @@ impl ProcessActor {
                         |a| &mut a.retry_timer,
                         |a| &mut a.grace_timer,
                         |a| &mut a.age_timer,
-                        |a| &mut a.ready_timer,
                         |a| &mut a.watchdog_timer,
                     ],
                 );
+                for h in self.checks.drain(..) {
+                    ctx.cancel_future(h);
+                }
             }
             Action::WatchGroup { pgid } => {
                 Reaper::global().watch_group(pgid, ctx.address().recipient());
@@ -431,8 +432,6 @@ impl ProcessActor {
         } else {
             None
         };
-        self.ready = false;
-        self.ready_failed = false;
         self.status_text = None;
         let (spec, sockets, wid) = (Arc::clone(&self.spec), Arc::clone(&self.sockets), self.wid);
         let job = move || spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner);
@@ -536,159 +535,9 @@ impl ProcessActor {
             }
         }
     }
-
-    /// For `ready.type = "log"`: the matcher handed to this spawn's captures
-    /// (its receiver is kept for `begin_readiness`).
-    fn log_ready_match(&mut self) -> Option<ReadyMatch> {
-        self.log_ready = None;
-        if self.spec.ready.kind != ReadyKind::Log {
-            return None;
-        }
-        let pattern = self.spec.ready.pattern.as_deref().unwrap_or_default();
-        match regex::bytes::Regex::new(pattern) {
-            Ok(re) => {
-                let (m, rx) = ReadyMatch::new(Arc::new(re));
-                self.log_ready = Some(rx);
-                Some(m)
-            }
-            Err(e) => {
-                // Checked when the configuration was loaded; the timeout reports it.
-                tracing::error!(watcher = %self.spec.name, "ready.pattern: {e}");
-                None
-            }
-        }
-    }
-
-    fn begin_readiness(&mut self, pid: i32, ctx: &mut Context<Self>) {
-        let r = self.spec.ready.clone();
-        match r.kind {
-            ReadyKind::Delay => {
-                let warmup = self.spec.warmup_delay;
-                if warmup.is_zero() {
-                    self.mark_ready(pid, ctx);
-                } else {
-                    self.ready_timer = Some(ctx.run_later(warmup, move |act, ctx| {
-                        act.ready_timer = None;
-                        act.mark_ready(pid, ctx);
-                    }));
-                }
-            }
-            ReadyKind::Notify => {
-                self.ready_timer = Some(ctx.run_later(r.start_timeout, move |act, ctx| {
-                    act.ready_timer = None;
-                    let why = format!("no READY=1 within {:?}", act.spec.ready.start_timeout);
-                    act.fail_ready(pid, why, ctx);
-                }));
-            }
-            ReadyKind::Log => {
-                self.ready_timer = Some(ctx.run_later(r.start_timeout, move |act, ctx| {
-                    act.ready_timer = None;
-                    let why = format!(
-                        "no output line matched {:?} within {:?}",
-                        act.spec.ready.pattern.as_deref().unwrap_or_default(),
-                        act.spec.ready.start_timeout
-                    );
-                    act.fail_ready(pid, why, ctx);
-                }));
-                if let Some(rx) = self.log_ready.take() {
-                    ctx.spawn(rx.into_actor(self).map(move |matched, act, ctx| {
-                        // Err: the output ended without a match (the timeout reports it).
-                        if matched.is_ok() {
-                            act.mark_ready(pid, ctx);
-                        }
-                    }));
-                }
-            }
-            ReadyKind::Tcp | ReadyKind::Http | ReadyKind::Command => {
-                let env = vec![
-                    ("RINGMASTER_WATCHER".to_string(), self.spec.name.clone()),
-                    ("RINGMASTER_PID".to_string(), pid.to_string()),
-                    ("RINGMASTER_WID".to_string(), self.wid.to_string()),
-                ];
-                let fut = async move {
-                    let deadline = Instant::now() + r.start_timeout;
-                    let mut attempts = 0u32;
-                    loop {
-                        attempts += 1;
-                        let res = match r.kind {
-                            ReadyKind::Tcp => {
-                                probe::tcp(r.address.as_deref().unwrap_or_default(), r.timeout).await
-                            }
-                            ReadyKind::Http => {
-                                probe::http(r.url.as_deref().unwrap_or_default(), r.timeout).await
-                            }
-                            _ => {
-                                probe::command(r.command.as_deref().unwrap_or_default(), &env, r.timeout)
-                                    .await
-                            }
-                        };
-                        let last = match res {
-                            Ok(()) => return Ok(()),
-                            Err(e) => e,
-                        };
-                        if r.retries.is_some_and(|n| attempts >= n) || Instant::now() + r.interval > deadline
-                        {
-                            return Err(format!("not ready after {attempts} probes: {last}"));
-                        }
-                        actix::clock::sleep(r.interval).await;
-                    }
-                };
-                self.ready_timer = Some(ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-                    act.ready_timer = None;
-                    match res {
-                        Ok(()) => act.mark_ready(pid, ctx),
-                        Err(e) => act.fail_ready(pid, e, ctx),
-                    }
-                })));
-            }
-        }
-    }
-
-    fn mark_ready(&mut self, pid: i32, ctx: &mut Context<Self>) {
-        if self.life.state.pid() != Some(pid) || self.ready {
-            return;
-        }
-        self.ready = true;
-        if let Some(h) = self.ready_timer.take() {
-            ctx.cancel_future(h);
-        }
-        tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "ready");
-        self.resolve_ready_waiters(Ok(pid));
-        self.report(SlotEvent::Ready { pid });
-        self.arm_watchdog(pid, ctx);
-    }
-
-    fn arm_watchdog(&mut self, pid: i32, ctx: &mut Context<Self>) {
-        if let Some(h) = self.watchdog_timer.take() {
-            ctx.cancel_future(h);
-        }
-        let Some(t) = self.spec.ready.watchdog_timeout else {
-            return;
-        };
-        self.watchdog_timer = Some(ctx.run_later(t, move |act, ctx| {
-            act.watchdog_timer = None;
-            if act.life.state.pid() == Some(pid) {
-                tracing::warn!(watcher = %act.spec.name, wid = act.wid, pid, "watchdog: no WATCHDOG=1 within {t:?}; restarting the process");
-                act.events.watcher(&act.spec.name, crate::events::WatcherEvent::Watchdog, serde_json::json!({"process_pid": pid, "wid": act.wid, "time": crate::watchers::now_f64()}));
-                act.feed(Event::Replace, ctx);
-            }
-        }));
-    }
-
-    fn fail_ready(&mut self, pid: i32, reason: String, _ctx: &mut Context<Self>) {
-        if self.life.state.pid() != Some(pid) || self.ready {
-            return;
-        }
-        tracing::error!(watcher = %self.spec.name, wid = self.wid, pid, %reason, "readiness failed; killing the process");
-        self.ready_failed = true;
-        self.last_error = Some(format!("readiness failed: {reason}"));
-        self.resolve_ready_waiters(Err(format!("process {pid} failed readiness: {reason}")));
-        self.report(SlotEvent::ReadyFailed { pid, reason });
-        send_group(pid, Signum::KILL);
-    }
 }
 
-fn send_group(pgid: i32, sig: Signum) {
+pub(super) fn send_group(pgid: i32, sig: Signum) {
     let Ok(s) = Signal::try_from(sig.0) else {
         // Real-time signals have no nix::Signal; use libc directly.
         // SAFETY: killpg with a valid signal number has no memory effects.
@@ -734,7 +583,7 @@ impl Handler<WaitReady> for ProcessActor {
     type Result = ResponseFuture<Result<i32, String>>;
     fn handle(&mut self, _: WaitReady, _: &mut Self::Context) -> Self::Result {
         let r = match self.life.state {
-            State::Running { pid } if self.ready => Some(Ok(pid)),
+            State::Running { pid } if self.readiness.is_ready() => Some(Ok(pid)),
             State::Running { .. } | State::Spawning => None,
             other => Some(Err(self
                 .last_error
@@ -775,6 +624,7 @@ impl Handler<DetachSlot> for ProcessActor {
 impl Handler<UpdateSlotSpec> for ProcessActor {
     type Result = ();
     fn handle(&mut self, m: UpdateSlotSpec, _: &mut Self::Context) {
+        self.readiness.set_watchdog(m.0.ready.watchdog_timeout.is_some());
         self.spec = m.0;
         self.sockets = m.1;
         self.logs = m.2;
@@ -839,18 +689,14 @@ impl Handler<Exited> for ProcessActor {
             r.unregister(m.pid);
         }
         let lived = self.started_at.map_or(Duration::ZERO, |t| t.elapsed());
-        // A process that never became ready failed to start, however long it took.
-        let uptime = if self.ready_failed { Duration::ZERO } else { lived };
+        // A process that failed its readiness check failed to start, however long it took.
+        let failed_ready = self.readiness.phase == Phase::Failed { pid: m.pid };
+        let uptime = if failed_ready { Duration::ZERO } else { lived };
         tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = m.pid, status = %m.status, uptime_ms = lived.as_millis() as u64, "exited");
-        if !self.ready {
-            let why = self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| format!("process exited before it was ready ({})", m.status));
-            self.last_error = Some(why.clone());
-            self.resolve_ready_waiters(Err(why));
+        if !self.readiness.is_ready() && self.last_error.is_none() {
+            self.last_error = Some(format!("process exited before it was ready ({})", m.status));
         }
-        self.ready = false;
+        self.ready_step(Ready::Exited { pid: m.pid }, ctx);
         self.report(SlotEvent::Exited {
             pid: m.pid,
             status: m.status,
@@ -896,20 +742,16 @@ impl Handler<Notify> for ProcessActor {
             self.status_text = Some(s.clone());
         }
         if m.reloading {
-            self.ready = false;
+            self.ready_step(Ready::Reloading { pid }, ctx);
         }
         if m.stopping {
             tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "process says it is stopping");
         }
         if m.ready {
-            if self.ready {
-                self.arm_watchdog(pid, ctx);
-            } else {
-                self.mark_ready(pid, ctx);
-            }
+            self.ready_step(Ready::Passed { pid }, ctx);
         }
-        if m.watchdog && self.ready {
-            self.arm_watchdog(pid, ctx);
+        if m.watchdog {
+            self.ready_step(Ready::Ping { pid }, ctx);
         }
     }
 }
@@ -921,7 +763,7 @@ impl Handler<GetProcInfo> for ProcessActor {
             wid: self.wid,
             pid: self.life.state.pid(),
             state: self.life.state.name(),
-            ready: self.ready,
+            ready: self.readiness.is_ready(),
             status_text: self.status_text.clone(),
             started: self.started_wall.filter(|_| self.life.state.pid().is_some()),
             restarts: self.spawns.saturating_sub(1),

@@ -3,6 +3,7 @@
 //! [`state`].
 
 mod actor;
+mod readiness;
 pub mod spawn;
 pub mod spawner;
 pub mod state;

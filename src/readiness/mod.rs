@@ -5,3 +5,4 @@
 
 pub mod notify;
 pub mod probe;
+pub(crate) mod state;

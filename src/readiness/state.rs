@@ -22,24 +22,47 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Idle,
-    Waiting { pid: i32 },
-    Ready { pid: i32 },
+    Waiting {
+        pid: i32,
+    },
+    Ready {
+        pid: i32,
+    },
     /// Said `RELOADING=1`: not ready until it says `READY=1` again.
-    Reloading { pid: i32 },
-    Failed { pid: i32 },
+    Reloading {
+        pid: i32,
+    },
+    Failed {
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    Spawned { pid: i32 },
+    Spawned {
+        pid: i32,
+    },
     /// The check passed: probe answered, line matched, `READY=1`, delay elapsed.
-    Passed { pid: i32 },
-    Failed { pid: i32, reason: String },
-    Reloading { pid: i32 },
+    Passed {
+        pid: i32,
+    },
+    Failed {
+        pid: i32,
+        reason: String,
+    },
+    Reloading {
+        pid: i32,
+    },
     /// `WATCHDOG=1`.
-    Ping { pid: i32 },
-    WatchdogExpired { pid: i32 },
-    Exited { pid: i32 },
+    Ping {
+        pid: i32,
+    },
+    WatchdogExpired {
+        pid: i32,
+    },
+    Exited {
+        pid: i32,
+    },
 }
 
 impl Event {
@@ -59,18 +82,31 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Start the configured check for `pid` (probe loop, timers, matcher).
-    Begin { pid: i32 },
+    Begin {
+        pid: i32,
+    },
     /// Cancel the check and the timers of the previous process.
     Cancel,
     /// Tell the waiters and the watcher that `pid` is ready.
-    Confirm { pid: i32 },
+    Confirm {
+        pid: i32,
+    },
     /// Kill `pid` and tell the waiters why it will never be ready.
-    Fail { pid: i32, reason: String },
+    Fail {
+        pid: i32,
+        reason: String,
+    },
     /// The process exited before its check passed.
-    NotReady { pid: i32 },
-    ArmWatchdog { pid: i32 },
+    NotReady {
+        pid: i32,
+    },
+    ArmWatchdog {
+        pid: i32,
+    },
     /// The watchdog expired: replace the process.
-    Replace { pid: i32 },
+    Replace {
+        pid: i32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +123,11 @@ impl Readiness {
         }
     }
 
+    /// A changed spec turns the watchdog on or off for the next pings.
+    pub(crate) fn set_watchdog(&mut self, on: bool) {
+        self.watchdog = on;
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Ready { .. })
     }
@@ -94,9 +135,10 @@ impl Readiness {
     fn current(&self) -> Option<i32> {
         match self.phase {
             Phase::Idle => None,
-            Phase::Waiting { pid } | Phase::Ready { pid } | Phase::Reloading { pid } | Phase::Failed { pid } => {
-                Some(pid)
-            }
+            Phase::Waiting { pid }
+            | Phase::Ready { pid }
+            | Phase::Reloading { pid }
+            | Phase::Failed { pid } => Some(pid),
         }
     }
 
@@ -177,7 +219,11 @@ impl Readiness {
 
             (
                 P::Failed { .. },
-                E::Passed { .. } | E::Failed { .. } | E::Reloading { .. } | E::Ping { .. } | E::WatchdogExpired { .. },
+                E::Passed { .. }
+                | E::Failed { .. }
+                | E::Reloading { .. }
+                | E::Ping { .. }
+                | E::WatchdogExpired { .. },
             ) => {}
             (P::Failed { .. }, E::Exited { .. }) => self.phase = P::Idle,
         }
@@ -200,7 +246,10 @@ mod tests {
         );
         assert!(r.is_ready());
         assert_eq!(r.step(Event::Ping { pid: 5 }), vec![A::ArmWatchdog { pid: 5 }]);
-        assert_eq!(r.step(Event::WatchdogExpired { pid: 5 }), vec![A::Replace { pid: 5 }]);
+        assert_eq!(
+            r.step(Event::WatchdogExpired { pid: 5 }),
+            vec![A::Replace { pid: 5 }]
+        );
     }
 
     #[test]
