@@ -252,42 +252,36 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<Config, ConfigError> 
 fn load_ini(path: &Path) -> Result<Config, ConfigError> {
     use circus_ini::Severity;
     let converted = circus_ini::convert(path).map_err(|e| match e {
-        ini::IniError::Syntax(errs) => ConfigError::many(
+        ini::IniError::Syntax(errs) => ConfigError::many_with(
             errs.iter()
+                .take(error::MAX_REPORTED)
                 .map(|s| ConfigError::plain(s.location.to_string(), s.message.clone()))
                 .collect(),
+            errs.len().saturating_sub(error::MAX_REPORTED),
         )
         .unwrap_or_else(|| ConfigError::plain(path.display().to_string(), "syntax error")),
         other => ConfigError::plain(path.display().to_string(), other.to_string()),
     })?;
-    let errors: Vec<ConfigError> = converted
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .map(|d| ConfigError::plain(d.location.to_string(), d.message.clone()))
-        .collect();
-    if let Some(e) = ConfigError::many(errors) {
+    let mut errors = error::Errors::default();
+    for d in converted.diagnostics.iter().filter(|d| d.severity == Severity::Error) {
+        errors.push_with(|| ConfigError::plain(d.location.to_string(), d.message.clone()));
+    }
+    if let Some(e) = errors.into_error() {
         return Err(e);
     }
     let text = circus_ini::to_toml_string(&converted.table);
-    // Checked as TOML; an error is reported at the ini line the key came from.
+    // Checked as TOML; an error is reported at the ini line its key came from.
     let mut cfg = load_toml_str(path, &text).map_err(|e| {
         let located: Vec<ConfigError> = e
-            .one_line_each()
+            .all()
             .into_iter()
-            .map(|line| {
-                let msg = line
-                    .split_once(": ")
-                    .map_or(line.as_str(), |(_, m)| m)
-                    .to_string();
-                let key = msg.split(':').next().unwrap_or_default().trim().to_string();
-                let loc = converted
-                    .provenance
-                    .iter()
-                    .filter(|(k, _)| key.starts_with(k.as_str()))
-                    .max_by_key(|(k, _)| k.len())
-                    .map_or_else(|| path.display().to_string(), |(_, l)| l.to_string());
-                ConfigError::plain(loc, msg)
+            .map(|err| {
+                let loc = err
+                    .key
+                    .as_deref()
+                    .and_then(|key| ini_origin(&converted.provenance, key))
+                    .map_or_else(|| path.display().to_string(), |l| l.to_string());
+                ConfigError::plain(loc, err.bare_message())
             })
             .collect();
         ConfigError::many(located).unwrap_or(e)
@@ -302,30 +296,65 @@ fn load_ini(path: &Path) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+/// The ini line a converted TOML key came from: the longest recorded key
+/// that is the key itself or one of its parent tables.
+fn ini_origin<'a>(
+    provenance: &'a BTreeMap<String, circus_ini::Location>,
+    key: &str,
+) -> Option<&'a circus_ini::Location> {
+    let mut k = key;
+    loop {
+        if let Some(l) = provenance.get(k) {
+            return Some(l);
+        }
+        // Drop the last segment; a quoted segment may itself hold dots.
+        k = &k[..last_dot(k)?];
+    }
+}
+
+/// The byte index of the last `.` of a dotted key outside quotes.
+fn last_dot(key: &str) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut last = None;
+    let mut escaped = false;
+    for (i, c) in key.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '.' if !in_quotes => last = Some(i),
+            _ => {}
+        }
+    }
+    last
+}
+
 /// Parses and validates TOML text; `path` is used in messages.
 pub fn load_toml_str(path: &Path, src: &str) -> Result<Config, ConfigError> {
+    let source = error::Source::new(path, src);
     let file: ConfigFile = toml::from_str(src).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        ConfigError::at(path, src, span, e.message().trim().to_string())
+        ConfigError::at(&source, span, e.message().trim().to_string())
     })?;
-    resolve(path, src, file)
+    resolve(path, &source, file)
 }
 
 struct Resolver<'a> {
-    path: &'a Path,
-    src: &'a str,
-    errors: Vec<ConfigError>,
+    src: &'a error::Source,
+    errors: error::Errors,
     warnings: Vec<String>,
 }
 
 impl Resolver<'_> {
     fn err(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) {
-        self.errors.push(ConfigError::at(self.path, self.src, span, msg));
+        let src = self.src;
+        self.errors.push_with(|| ConfigError::at(src, span, msg));
     }
 
     fn err_help(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>, help: impl Into<String>) {
+        let src = self.src;
         self.errors
-            .push(ConfigError::at(self.path, self.src, span, msg).with_help(help));
+            .push_with(|| ConfigError::at(src, span, msg).with_help(help));
     }
 }
 
@@ -336,11 +365,10 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
 }
 
-fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigError> {
+fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Result<Config, ConfigError> {
     let mut r = Resolver {
-        path,
         src,
-        errors: Vec::new(),
+        errors: error::Errors::default(),
         warnings: Vec::new(),
     };
     let g = &file.ringmaster;
@@ -398,7 +426,7 @@ fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigErr
     }
     watchers.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
 
-    if let Some(e) = ConfigError::many(std::mem::take(&mut r.errors)) {
+    if let Some(e) = std::mem::take(&mut r.errors).into_error() {
         return Err(e);
     }
     Ok(Config {
