@@ -102,3 +102,46 @@ fn ini_sections_with_a_colon_keep_their_line() {
     );
     c.fails_with("no such user").at("3:");
 }
+
+#[test]
+fn env_sections_for_thousands_of_watchers_convert_in_linear_time() {
+    // 5000 watchers, each with its own [env:NAME] plus a shared [env:*]: the
+    // quadratic conversion took 40 s here, the linear one about 2 s (debug).
+    let mut ini = String::from("[env:*]\n");
+    for i in 0..5 {
+        ini.push_str(&format!("G{i} = v{i}\n"));
+    }
+    for i in 0..5000 {
+        ini.push_str(&format!(
+            "[watcher:w{i}]\ncmd = sleep 1\n[env:w{i}]\nA = {i}\nB = $(circus.env.G1)\n"
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("envs.ini");
+    std::fs::write(&path, ini).expect("write config");
+    let child = Command::new(BIN)
+        .arg("check")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ringmaster check");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(out) => {
+            let out = out.expect("wait for ringmaster check");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(stdout.contains("watchers (5000"), "{stdout}");
+        }
+        Err(_) => {
+            // SAFETY: plain kill(2) of the child this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("check of 5000 watchers with [env:…] sections took over 20 s");
+        }
+    }
+}

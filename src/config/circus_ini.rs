@@ -154,6 +154,7 @@ pub fn convert_with_env(path: &Path, process_env: &EnvMap) -> Result<Converted, 
         process_env,
         diagnostics: Vec::new(),
         provenance: BTreeMap::new(),
+        env_checked: std::collections::HashSet::new(),
     };
     for w in &doc.warnings {
         cx.diag(Severity::Warning, &w.location, w.message.clone());
@@ -212,6 +213,9 @@ struct Cx<'a> {
     process_env: &'a EnvMap,
     diagnostics: Vec<Diagnostic>,
     provenance: BTreeMap<String, Location>,
+    /// `[env:…]` entries already checked for unset `$NAME`s: an entry shared
+    /// by many watchers is warned about once.
+    env_checked: std::collections::HashSet<*const Entry>,
 }
 
 /// A watcher section as collected before its env is known.
@@ -219,8 +223,8 @@ struct RawWatcher<'a> {
     name: String,
     section: &'a Section,
     entries: Vec<&'a Entry>,
-    /// `[env:…]` variables, raw, with the entry that set them.
-    env: Vec<(String, &'a Entry)>,
+    /// `[env:…]` variables, raw, with the entry that set them and its section.
+    env: Vec<(&'a Entry, &'a str)>,
 }
 
 impl<'a> Cx<'a> {
@@ -350,29 +354,48 @@ impl<'a> Cx<'a> {
             }
         }
 
-        // [env:PAT,…] sections, in file order; later ones win.
-        for section in doc.sections() {
+        // [env:PAT,…] sections, in file order; later ones win. A plain name
+        // is looked up, only a glob scans the watchers, and a watcher gets a
+        // section's entries once however many of its patterns match.
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+        for (i, w) in watchers.iter().enumerate() {
+            by_name.entry(w.name.clone()).or_default().push(i);
+        }
+        let mut given: Vec<usize> = vec![usize::MAX; watchers.len()];
+        for (si, section) in doc.sections().enumerate() {
             let Some(patterns) = section.name.strip_prefix("env:") else {
                 continue;
             };
-            let mut matched = false;
+            let mut hits: Vec<usize> = Vec::new();
             for pattern in patterns.split(',').map(str::trim) {
-                for w in watchers
-                    .iter_mut()
-                    .filter(|w| crate::fnmatch::fnmatch(&w.name, pattern))
-                {
-                    matched = true;
-                    for e in doc.items(section) {
-                        w.env.push((e.key.clone(), e));
-                    }
+                if pattern.contains(['*', '?', '[']) {
+                    hits.extend(
+                        watchers
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, w)| crate::fnmatch::fnmatch(&w.name, pattern))
+                            .map(|(i, _)| i),
+                    );
+                } else if let Some(ix) = by_name.get(pattern) {
+                    hits.extend(ix.iter().copied());
                 }
             }
-            if !matched {
+            if hits.is_empty() {
                 self.diag(
                     Severity::Warning,
                     &section.location,
                     format!("[{}] matches no watcher", section.name),
                 );
+                continue;
+            }
+            let items: Vec<&Entry> = doc.items(section).collect();
+            for i in hits {
+                if given[i] == si {
+                    continue;
+                }
+                given[i] = si;
+                let w = &mut watchers[i];
+                w.env.extend(items.iter().map(|e| (*e, section.name.as_str())));
             }
         }
 
@@ -397,7 +420,7 @@ impl<'a> Cx<'a> {
                 );
                 continue;
             }
-            if let Some(t) = self.watcher(w, &global_env) {
+            if let Some(t) = self.watcher(w, &global_env, &global) {
                 self.record(&["watchers", &w.name], &w.section.location);
                 watcher_table.insert(w.name.clone(), Value::Table(t));
             }
@@ -732,24 +755,26 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn watcher(&mut self, w: &RawWatcher<'_>, global_env: &EnvMap) -> Option<Table> {
+    fn watcher(&mut self, w: &RawWatcher<'_>, global_env: &EnvMap, global: &FoldedEnv) -> Option<Table> {
         let sec = w.section.name.as_str();
         let name = w.name.as_str();
-        let global = global_env.folded();
-        // The watcher's own view: os.environ + [env] + its [env:…] values (raw).
-        let mut own_env = global_env.clone();
+        // The watcher's own view: os.environ + [env] + its [env:…] values (raw),
+        // as an overlay so that no watcher copies the whole environment.
         let mut env_table = Table::new();
-        for (k, e) in &w.env {
-            own_env.insert(k.clone(), e.value.clone());
-        }
-        for (k, e) in &w.env {
-            let key = k.trim().to_string();
+        let mut own: EnvMap = EnvMap::new();
+        for &(e, env_section) in &w.env {
+            own.insert(e.key.clone(), e.value.clone());
+            let key = e.key.trim().to_string();
             // Later [env:…] sections win, so the last entry for a key is the one kept.
-            let value = self.env_value(&e.value, e, &e_section_name(self.doc, e));
+            let value = if self.env_checked.insert(std::ptr::from_ref(e)) {
+                self.env_value(&e.value, e, env_section)
+            } else {
+                e.value.trim().to_string()
+            };
             self.record(&["watchers", name, "env", &key], &e.location);
             env_table.insert(key, Value::String(value));
         }
-        let local = own_env.folded();
+        let local = global.overlay(global_env, &own);
 
         let mut t = Table::new();
         let mut copy_env = false;
@@ -1258,14 +1283,6 @@ fn builtin_stream_class(written: &str) -> Result<&'static str, String> {
                 STREAM_CLASSES.join(", ")
             )
         })
-}
-
-/// The name of the section an entry came from, for messages about env values.
-fn e_section_name(doc: &Document, e: &Entry) -> String {
-    doc.sections()
-        .find(|s| s.entries.iter().any(|x| std::ptr::eq(x, e)))
-        .map(|s| s.name.clone())
-        .unwrap_or_else(|| "env".to_string())
 }
 
 fn seconds_value(f: f64) -> Value {

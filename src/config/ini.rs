@@ -113,6 +113,8 @@ pub struct Section {
     /// The first header that opened it.
     pub location: Location,
     pub entries: Vec<Entry>,
+    /// Key → index in `entries`, so a section with many keys reads in linear time.
+    index: HashMap<String, usize>,
 }
 
 impl Section {
@@ -121,11 +123,19 @@ impl Section {
             name,
             location,
             entries: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.key == key)
+        self.index.get(key).map(|&i| &self.entries[i])
+    }
+
+    fn push(&mut self, entry: Entry) -> usize {
+        let i = self.entries.len();
+        self.index.insert(entry.key.clone(), i);
+        self.entries.push(entry);
+        i
     }
 }
 
@@ -133,6 +143,8 @@ impl Section {
 #[derive(Debug, Clone, Default)]
 pub struct Document {
     sections: Vec<Section>,
+    /// Section name → index in `sections`.
+    section_index: HashMap<String, usize>,
     defaults: Option<Section>,
     /// Files read, in order (the main file first).
     pub files: Vec<PathBuf>,
@@ -154,7 +166,7 @@ impl Document {
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
-        self.sections.iter().find(|s| s.name == name)
+        self.section_index.get(name).map(|&i| &self.sections[i])
     }
 
     /// A section's entries followed by the `[DEFAULT]` entries it does not
@@ -236,7 +248,7 @@ impl Document {
                 continue;
             };
             let section = self.section_mut(cur);
-            if let Some(idx) = section.entries.iter().position(|e| e.key == key) {
+            if let Some(&idx) = section.index.get(&key) {
                 let first = &section.entries[idx];
                 let open = first.location.file == file;
                 let message = if open {
@@ -263,13 +275,12 @@ impl Document {
                 .filter(|_| !key.is_empty());
                 continue;
             }
-            section.entries.push(Entry {
+            let entry = section.push(Entry {
                 key,
                 value,
                 location: loc(),
                 column,
             });
-            let entry = section.entries.len() - 1;
             optname = Some(Continuation {
                 section: cur,
                 entry,
@@ -309,9 +320,10 @@ impl Document {
                 .get_or_insert_with(|| Section::new(name.to_string(), loc));
             return Cursor::Defaults;
         }
-        if let Some(i) = self.sections.iter().position(|s| s.name == name) {
+        if let Some(&i) = self.section_index.get(name) {
             return Cursor::Section(i);
         }
+        self.section_index.insert(name.to_string(), self.sections.len());
         self.sections.push(Section::new(name.to_string(), loc));
         Cursor::Section(self.sections.len() - 1)
     }
@@ -579,7 +591,7 @@ impl EnvMap {
     pub fn folded(&self) -> FoldedEnv {
         let mut map = HashMap::with_capacity(self.entries.len());
         for (k, v) in &self.entries {
-            map.insert(k.to_lowercase(), v.clone());
+            map.insert(k.to_lowercase(), (k.clone(), v.clone()));
         }
         FoldedEnv(map)
     }
@@ -595,41 +607,88 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EnvMap {
     }
 }
 
-/// Environment names folded to lower case, for `$(circus.env.X)`.
+/// Environment names folded to lower case, for `$(circus.env.X)`: each
+/// folded name maps to the variable that wins (the last in order) and its value.
 #[derive(Debug, Clone, Default)]
-pub struct FoldedEnv(HashMap<String, String>);
+pub struct FoldedEnv(HashMap<String, (String, String)>);
 
 impl FoldedEnv {
     /// Replaces `$(circus.env.NAME)` and `((circus.env.NAME))` (any case) with
     /// the variable's value; unknown names are left as written, as Circus
     /// leaves them for its later substitution passes.
     pub fn expand(&self, value: &str) -> String {
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value;
-        while !rest.is_empty() {
-            if let Some((len, name)) = circus_var_at(rest) {
-                let key = name.to_lowercase();
-                // `$(circus.circus.env.x)` is how Circus spells the full key; mirror it.
-                let full = if key.starts_with("circus") {
-                    key
-                } else {
-                    format!("circus.{key}")
-                };
-                match full.strip_prefix("circus.env.").and_then(|n| self.0.get(n)) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[..len]),
-                }
-                rest = &rest[len..];
-                continue;
-            }
-            let mut chars = rest.chars();
-            if let Some(c) = chars.next() {
-                out.push(c);
-            }
-            rest = chars.as_str();
-        }
-        out
+        expand_circus_env(value, |n| self.0.get(n).map(|(_, v)| v.as_str()))
     }
+
+    /// The view of `base_env` (of which `self` is the folded view) with `own`
+    /// assigned on top, as if `own` were inserted into a copy of `base_env`,
+    /// without the copy: a variable `own` re-assigns keeps its place, a new
+    /// one comes after every variable of `base_env`.
+    pub fn overlay<'a>(&'a self, base_env: &'a EnvMap, own: &'a EnvMap) -> OverlayEnv<'a> {
+        let mut added = HashMap::new();
+        for (k, v) in own.iter() {
+            if base_env.get(k).is_none() {
+                added.insert(k.to_lowercase(), v);
+            }
+        }
+        OverlayEnv {
+            base: self,
+            own,
+            added,
+        }
+    }
+}
+
+/// See [`FoldedEnv::overlay`].
+#[derive(Debug)]
+pub struct OverlayEnv<'a> {
+    base: &'a FoldedEnv,
+    own: &'a EnvMap,
+    /// Folded names of the variables `own` adds, to their values.
+    added: HashMap<String, &'a str>,
+}
+
+impl OverlayEnv<'_> {
+    fn get(&self, folded: &str) -> Option<&str> {
+        if let Some(v) = self.added.get(folded) {
+            return Some(v);
+        }
+        let (key, v) = self.base.0.get(folded)?;
+        Some(self.own.get(key).unwrap_or(v))
+    }
+
+    /// [`FoldedEnv::expand`] against the overlaid view.
+    pub fn expand(&self, value: &str) -> String {
+        expand_circus_env(value, |n| self.get(n))
+    }
+}
+
+fn expand_circus_env<'a>(value: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while !rest.is_empty() {
+        if let Some((len, name)) = circus_var_at(rest) {
+            let key = name.to_lowercase();
+            // `$(circus.circus.env.x)` is how Circus spells the full key; mirror it.
+            let full = if key.starts_with("circus") {
+                key
+            } else {
+                format!("circus.{key}")
+            };
+            match full.strip_prefix("circus.env.").and_then(&lookup) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[..len]),
+            }
+            rest = &rest[len..];
+            continue;
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// Matches `\$\(circus\.([\w.-]+)\)` or `\(\(circus\.([\w.-]+)\)\)` (case-
@@ -792,6 +851,23 @@ mod tests {
         );
         assert_eq!(f.expand("$(circus.circus.env.x)"), "x");
         assert_eq!(f.expand("é$(circus.env.x"), "é$(circus.env.x");
+    }
+
+    #[test]
+    fn overlay_is_an_insert_into_a_copy() {
+        let base: EnvMap = [("HOME", "/h"), ("home", "/lower"), ("X", "x")]
+            .into_iter()
+            .collect();
+        let own: EnvMap = [("HOME", "/own"), ("y", "1"), ("Y", "2")].into_iter().collect();
+        let mut copy = base.clone();
+        for (k, v) in own.iter() {
+            copy.insert(k, v);
+        }
+        let folded = base.folded();
+        let overlay = folded.overlay(&base, &own);
+        for text in ["$(circus.env.home)", "$(circus.env.x)", "$(circus.env.Y)", "$(circus.env.z)"] {
+            assert_eq!(overlay.expand(text), copy.folded().expand(text), "{text}");
+        }
     }
 
     #[test]
