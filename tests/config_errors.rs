@@ -145,3 +145,238 @@ fn env_sections_for_thousands_of_watchers_convert_in_linear_time() {
         }
     }
 }
+
+#[test]
+fn upper_case_socket_names_can_be_referenced() {
+    check(
+        "case.toml",
+        "[sockets.Web]\nport = 0\n[watchers.x]\ncmd = \"sleep 1 $(circus.sockets.WEB)\"\nsockets = [\"wEb\"]\n",
+    )
+    .passes();
+    check(
+        "case.toml",
+        "[sockets.web]\nport = 0\n[sockets.WEB]\nport = 0\n[watchers.x]\ncmd = \"sleep 1\"\n",
+    )
+    .fails_with("case-insensitive")
+    .at("3:1");
+    check(
+        "case.toml",
+        "[watchers.web]\ncmd = \"sleep 1\"\n[watchers.Web]\ncmd = \"sleep 1\"\n",
+    )
+    .fails_with("case-insensitive");
+}
+
+#[test]
+fn errors_point_at_the_key_not_at_cmd() {
+    let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
+    for (extra, line_col, needle) in [
+        ("[watchers.x.restart]\nmultiplier = 0.5\n", "4:14", "restart.multiplier"),
+        ("[watchers.x.restart]\njitter = 2.0\n", "4:10", "restart.jitter"),
+        ("[watchers.x.ready]\ntype = \"log\"\npattern = \"(\"\n", "5:11", "not a valid regex"),
+        ("[watchers.x.ready]\ntype = \"http\"\nurl = \"ftp://x\"\n", "5:7", "must start with http://"),
+        ("[watchers.x.ready]\ntype = \"tcp\"\nwatchdog_timeout = 5\naddress = \"127.0.0.1:1\"\n", "5:20", "needs type = \"notify\""),
+        ("[watchers.x.ready]\ntype = \"tcp\"\n", "3:1", "needs `address`"),
+        ("rlimit_nofile = \"lots\"\n", "3:17", "rlimit_nofile"),
+        ("max_surge = 0\n", "3:13", "cannot both be 0"),
+    ] {
+        check("key.toml", &format!("{w}{extra}")).fails_with(needle).at(line_col);
+    }
+}
+
+#[test]
+fn untagged_values_say_what_was_expected() {
+    let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
+    for (extra, needle) in [
+        ("args = 3\n", "expected a command-line string or a list of strings"),
+        ("uid = true\n", "expected a user or group name, or a numeric id"),
+        ("rlimits = {nofile = true}\n", "expected a non-negative integer, or -1"),
+        ("umask = true\n", "expected an octal string"),
+        ("hooks = {before_start = 1}\n", "expected a command string, or a table with `cmd`"),
+    ] {
+        let c = check("expect.toml", &format!("{w}{extra}"));
+        c.fails_with(needle).at("3:");
+        assert!(!c.stderr.contains("did not match any variant"), "{}", c.stderr);
+    }
+}
+
+#[test]
+fn rlimit_minus_one_is_unlimited() {
+    check(
+        "rl.toml",
+        "[watchers.x]\ncmd = \"sleep 1\"\nrlimits = {nofile = -1, core = \"infinity\"}\nrlimit_nproc = \"unlimited\"\n",
+    )
+    .passes();
+    check(
+        "rl.toml",
+        "[watchers.x]\ncmd = \"sleep 1\"\nrlimits = {nofile = -2}\n",
+    )
+    .fails_with("expected a non-negative integer")
+    .at("3:21");
+}
+
+#[test]
+fn hook_tables_refuse_unknown_keys_and_hooks() {
+    let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
+    check(
+        "hook.toml",
+        &format!("{w}[watchers.x.hooks.before_start]\ncmd = \"true\"\ncmdd = \"true\"\n"),
+    )
+    .fails_with("unknown field `cmdd`")
+    .at("5:1");
+    check(
+        "hook.toml",
+        &format!("{w}[watchers.x.hooks.before_start]\ncmdd = \"true\"\n"),
+    )
+    .fails_with("unknown field `cmdd`")
+    .at("4:1");
+    check("hook.toml", &format!("{w}[watchers.x.hooks]\nbefore_strat = \"true\"\n"))
+        .fails_with("unknown field `before_strat`")
+        .at("4:1");
+}
+
+#[test]
+fn host_or_port_beside_path_is_refused() {
+    check(
+        "sock.toml",
+        "[sockets.s]\npath = \"/tmp/rm.sock\"\nport = 80\n[watchers.x]\ncmd = \"sleep 1\"\n",
+    )
+    .fails_with("port cannot be combined with path")
+    .at("3:8");
+    check(
+        "sock.toml",
+        "[sockets.s]\nhost = \"127.0.0.1\"\npath = \"/tmp/rm.sock\"\n[watchers.x]\ncmd = \"sleep 1\"\n",
+    )
+    .fails_with("host cannot be combined with path")
+    .at("2:8");
+}
+
+#[test]
+fn unix_socket_paths_longer_than_sun_path_are_refused() {
+    let long = format!("/tmp/{}", "d".repeat(103)); // 108 bytes
+    check(
+        "long.toml",
+        &format!("[sockets.s]\npath = \"{long}\"\n[watchers.x]\ncmd = \"sleep 1\"\n"),
+    )
+    .fails_with("at most 107 bytes")
+    .at("2:8");
+    let fits = format!("/tmp/{}", "d".repeat(102)); // 107 bytes
+    check(
+        "long.toml",
+        &format!("[sockets.s]\npath = \"{fits}\"\n[watchers.x]\ncmd = \"sleep 1\"\n"),
+    )
+    .passes();
+}
+
+#[test]
+fn bad_env_names_and_values_are_refused_at_the_key() {
+    let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
+    for (text, needle, line_col) in [
+        (format!("[env]\n\"A=B\" = \"1\"\n{w}"), "contains '='", "2:1"),
+        (format!("[env]\n\"\" = \"1\"\n{w}"), "cannot be empty", "2:1"),
+        (format!("[env]\n\"A\\u0000\" = \"1\"\n{w}"), "contains a NUL byte", "2:1"),
+        (format!("[env]\nA = \"x\\u0000y\"\n{w}"), "value of A contains a NUL byte", "2:1"),
+        (format!("{w}[watchers.x.env]\nOK = 1\n"), "expected a string", "4:6"),
+        (format!("{w}env = {{ OK = \"a\", \"B=C\" = \"d\" }}\n"), "contains '='", "3:19"),
+        (format!("{w}[watchers.x.env]\nV = \"\\u0000\"\n"), "contains a NUL byte", "4:1"),
+    ] {
+        check("env.toml", &text).fails_with(needle).at(line_col);
+    }
+}
+
+#[test]
+fn control_endpoints_are_validated() {
+    let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
+    for (key, value, needle) in [
+        ("endpoint", "tcp://127.0.0.1", "expected tcp://HOST:PORT"),
+        ("pubsub_endpoint", "udp://127.0.0.1:5", "expected tcp://HOST:PORT"),
+        ("stats_endpoint", "tcp://127.0.0.1:99999", "expected tcp://HOST:PORT"),
+        ("endpoint", "ipc://", "invalid endpoint \"ipc://\""),
+    ] {
+        check("ep.toml", &format!("[ringmaster]\n{key} = \"{value}\"\n{w}"))
+            .fails_with(needle)
+            .at(&format!("2:{}", key.len() + 4));
+    }
+    check(
+        "ep.ini",
+        "[circus]\nendpoint = tcp://127.0.0.1:5555\npubsub_endpoint = tcp://localhost\n[watcher:x]\ncmd = sleep 1\n",
+    )
+    .fails_with("pubsub_endpoint")
+    .at("3");
+    check(
+        "ep.toml",
+        &format!("[ringmaster]\nendpoint = \"tcp://127.0.0.1:0\"\npubsub_endpoint = \"ipc:///tmp/rm-pub.sock\"\n{w}"),
+    )
+    .passes();
+}
+
+#[test]
+fn ready_interval_zero_is_refused() {
+    check(
+        "ready.toml",
+        "[watchers.x]\ncmd = \"sleep 1\"\n[watchers.x.ready]\ntype = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = 0\n",
+    )
+    .fails_with("ready.interval cannot be 0")
+    .at("6:12");
+}
+
+#[test]
+fn numprocesses_is_capped() {
+    check("np.toml", "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10001\n")
+        .fails_with("more than the limit of 10000")
+        .at("3:16");
+    check("np.toml", "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10000\n").passes();
+    check("np.ini", "[watcher:x]\ncmd = sleep 1\nnumprocesses = 20000\n")
+        .fails_with("more than the limit")
+        .at("3");
+}
+
+#[test]
+fn run_endpoint_overrides_the_config() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ep.toml");
+    std::fs::write(
+        &path,
+        "[ringmaster]\nendpoint = \"ipc://{dir}/config.sock\"\n[watchers.x]\ncmd = \"sleep 30\"\nautostart = false\n"
+            .replace("{dir}", dir.path().to_str().expect("utf8 temp path")),
+    )
+    .expect("write config");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .args(["--endpoint", "tcp://127.0.0.1:0", "--log-format", "json"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ringmaster");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let endpoint = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["message"] == "control channel ready" {
+                    break v["endpoint"].as_str().unwrap_or_default().to_string();
+                }
+                seen.push(line);
+            }
+            Err(_) => break String::new(),
+        }
+    };
+    // SAFETY: plain kill(2) of the daemon this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(endpoint.starts_with("tcp://127.0.0.1:"), "endpoint {endpoint:?}; log: {seen:#?}");
+}

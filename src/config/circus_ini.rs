@@ -711,6 +711,9 @@ impl<'a> Cx<'a> {
                     format!("[{sec}]: an AF_UNIX socket needs a path"),
                 );
             }
+            for &e in entries.iter().filter(|e| e.key == "host" || e.key == "port") {
+                self.warn(e, sec, "ignored: a socket with a path is a unix socket, as in Circus");
+            }
             t.remove("host");
             t.remove("port");
             default(self, &mut t, "umask", Value::Integer(8));

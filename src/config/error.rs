@@ -261,16 +261,34 @@ pub fn key_at(src: &str, offset: usize) -> Option<String> {
                 .to_string(),
         );
     }
-    let key = line
-        .split('=')
-        .next()
-        .map(|k| k.trim().trim_matches('"').to_string());
-    match (table, key) {
-        (Some(t), Some(k)) if !k.is_empty() && line.contains('=') => Some(format!("{t}.{k}")),
-        (None, Some(k)) if !k.is_empty() && line.contains('=') => Some(k),
-        (Some(t), _) => Some(t),
-        _ => None,
+    match (table, line_key(line)) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k.to_string()),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
     }
+}
+
+/// The key of a `key = value` line as written (quoted keys keep their
+/// quotes, so `"A=B" = 1` is the key `"A=B"`), or None without a `=`.
+fn line_key(line: &str) -> Option<&str> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '=') => {
+                let k = line[..i].trim();
+                return (!k.is_empty()).then_some(k);
+            }
+            (None, _) => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -293,6 +311,14 @@ mod tests {
         assert_eq!(Arc::strong_count(&src.text), MAX_REPORTED + 2);
         let rendered = format!("{:?}", miette::Report::new(e));
         assert!(rendered.len() < 50 * 1024, "{}", rendered.len());
+    }
+
+    #[test]
+    fn keys_of_lines() {
+        let src = "[env]\n\"A=B\" = \"1\"\nplain = 2\n";
+        assert_eq!(key_at(src, 7).as_deref(), Some("env.\"A=B\""));
+        assert_eq!(key_at(src, 20).as_deref(), Some("env.plain"));
+        assert_eq!(key_at(src, 1).as_deref(), Some("env"));
     }
 
     #[test]

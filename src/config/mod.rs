@@ -381,10 +381,22 @@ fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Result<Config,
         r.warnings
             .push("multicast_endpoint is accepted but UDP discovery is not implemented".into());
     }
+    for (key, ep) in [
+        ("endpoint", &g.endpoint),
+        ("pubsub_endpoint", &g.pubsub_endpoint),
+        ("stats_endpoint", &g.stats_endpoint),
+    ] {
+        if let Some(ep) = ep {
+            if let Some(problem) = endpoint_problem(ep.get_ref()) {
+                r.err(ep.span(), format!("{key}: {problem}"));
+            }
+        }
+    }
+    let global_env = check_env(&mut r, &file.env, None);
     let global = GlobalSpec {
-        endpoint: g.endpoint.clone(),
-        pubsub_endpoint: g.pubsub_endpoint.clone(),
-        stats_endpoint: g.stats_endpoint.clone(),
+        endpoint: g.endpoint.as_ref().map(|e| e.get_ref().clone()),
+        pubsub_endpoint: g.pubsub_endpoint.as_ref().map(|e| e.get_ref().clone()),
+        stats_endpoint: g.stats_endpoint.as_ref().map(|e| e.get_ref().clone()),
         endpoint_owner: g.endpoint_owner.clone(),
         statsd: g.statsd,
         check_delay: g.check_delay.map(Seconds::get),
@@ -397,30 +409,56 @@ fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Result<Config,
         debug: g.debug,
     };
 
-    let mut sockets = Vec::new();
-    for (name, sc) in &file.sockets {
+    // Socket and watcher names are case-insensitive, as in Circus: a socket
+    // is known by its lower-cased name (which `$(circus.sockets.X)` and
+    // `sockets = [...]` are matched against), a watcher keeps its spelling.
+    let mut sockets: Vec<SocketSpec> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    // In file order, so that the second spelling of a name is the one refused.
+    let mut in_order: Vec<_> = file.sockets.iter().collect();
+    in_order.sort_by_key(|(_, sc)| sc.span().start);
+    for (written, sc) in in_order {
         let span = sc.span();
-        if !valid_name(name) {
+        if !valid_name(written) {
             r.err(
                 span.clone(),
-                format!("invalid socket name {name:?}: use letters, digits, '_', '-' or ':'"),
+                format!("invalid socket name {written:?}: use letters, digits, '_', '-' or ':'"),
             );
             continue;
         }
-        if let Some(s) = resolve_socket(&mut r, name, sc.get_ref(), span) {
+        let name = written.to_ascii_lowercase();
+        if let Some(first) = seen.insert(name.clone(), written.as_str()) {
+            r.err(
+                span.clone(),
+                format!("socket {written:?} is already defined as {first:?} (socket names are case-insensitive)"),
+            );
+            continue;
+        }
+        if let Some(s) = resolve_socket(&mut r, &name, sc.get_ref(), span) {
             sockets.push(s);
         }
     }
+    sockets.sort_by(|a, b| a.name.cmp(&b.name));
     let socket_names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
 
     let mut watchers = Vec::new();
-    for (name, wc) in &file.watchers {
+    let mut seen = std::collections::HashMap::new();
+    let mut in_order: Vec<_> = file.watchers.iter().collect();
+    in_order.sort_by_key(|(_, wc)| wc.span().start);
+    for (name, wc) in in_order {
         let span = wc.span();
         if !valid_name(name) {
             r.err(span.clone(), format!("invalid watcher name {name:?}: use letters, digits, '_', '-' or ':' (a '.' would break event topics)"));
             continue;
         }
-        if let Some(w) = resolve_watcher(&mut r, name, wc.get_ref(), &file.env, &socket_names) {
+        if let Some(first) = seen.insert(name.to_lowercase(), name.as_str()) {
+            r.err(
+                span.clone(),
+                format!("watcher {name:?} is already defined as {first:?} (watcher names are case-insensitive)"),
+            );
+            continue;
+        }
+        if let Some(w) = resolve_watcher(&mut r, name, wc.get_ref(), &global_env, &socket_names) {
             watchers.push(w);
         }
     }
@@ -435,8 +473,77 @@ fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Result<Config,
         sockets,
         watchers,
         warnings: r.warnings,
-        global_env: file.env.clone(),
+        global_env,
     })
+}
+
+/// Checks an env table (names and values must fit in `NAME=value` of a C
+/// environment) and returns it as plain strings.
+fn check_env(
+    r: &mut Resolver<'_>,
+    env: &BTreeMap<toml::Spanned<String>, toml::Spanned<String>>,
+    watcher: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in env {
+        let key = k.get_ref();
+        let problem = if key.is_empty() {
+            Some("an environment variable name cannot be empty".to_string())
+        } else if key.contains('=') {
+            Some(format!("environment variable name {key:?} contains '='"))
+        } else if key.contains('\0') {
+            Some(format!("environment variable name {key:?} contains a NUL byte"))
+        } else if v.get_ref().contains('\0') {
+            Some(format!("the value of {key} contains a NUL byte"))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => match watcher {
+                Some(name) => r.err(k.span(), format!("watcher {name}: env: {p}")),
+                None => r.err(k.span(), p),
+            },
+            None => {
+                out.insert(key.clone(), v.get_ref().clone());
+            }
+        }
+    }
+    out
+}
+
+/// Why a control endpoint cannot be bound, if it cannot: `tcp://host:port`
+/// or `ipc://path`, parsed as the control channel parses it.
+pub fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let expected = "expected tcp://HOST:PORT or ipc://PATH";
+    match endpoint.parse::<zeromq::Endpoint>() {
+        Err(e) => Some(format!("invalid endpoint {endpoint:?}: {e} ({expected})")),
+        Ok(zeromq::Endpoint::Ipc(None)) => Some(format!("ipc endpoint {endpoint:?} has no path")),
+        Ok(zeromq::Endpoint::Ipc(Some(p))) => unix_path_problem(&p),
+        Ok(zeromq::Endpoint::Tcp(..)) => None,
+        // A transport this zeromq build adds but the control channel does not bind.
+        Ok(other) => Some(format!("unsupported endpoint {other} ({expected})")),
+    }
+}
+
+/// The longest path a UNIX socket can bind: `sun_path` holds 108 bytes with
+/// the terminating NUL.
+pub(crate) const MAX_UNIX_PATH: usize = 107;
+
+fn unix_path_problem(p: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = p.as_os_str().as_bytes();
+    if bytes.is_empty() {
+        Some("the socket path is empty".into())
+    } else if bytes.contains(&0) {
+        Some("the socket path contains a NUL byte".into())
+    } else if bytes.len() > MAX_UNIX_PATH {
+        Some(format!(
+            "the socket path is {} bytes long; a UNIX socket path has at most {MAX_UNIX_PATH} bytes (sun_path)",
+            bytes.len()
+        ))
+    } else {
+        None
+    }
 }
 
 fn resolve_socket(
@@ -474,7 +581,24 @@ fn resolve_socket(
             }
         },
     };
-    let addr = match (family, &sc.path) {
+    if let Some(p) = &sc.path {
+        for (key, span) in [
+            ("host", sc.host.as_ref().map(|h| h.span())),
+            ("port", sc.port.as_ref().map(|p| p.span())),
+        ] {
+            if let Some(span) = span {
+                r.err_help(
+                    span,
+                    format!("socket {name}: {key} cannot be combined with path (a socket with a path is a UNIX socket)"),
+                    format!("remove {key}, or remove path for a TCP/UDP socket"),
+                );
+            }
+        }
+        if let Some(problem) = unix_path_problem(p.get_ref()) {
+            r.err(p.span(), format!("socket {name}: {problem}"));
+        }
+    }
+    let addr = match (family, sc.path.as_ref().map(|p| p.get_ref())) {
         (Some("unix"), None) => {
             r.err(span, format!("socket {name}: family \"unix\" needs a path"));
             return None;
@@ -493,13 +617,13 @@ fn resolve_socket(
         }
         (fam, None) => {
             let v6 = fam == Some("inet6");
-            let host = sc
-                .host
-                .clone()
-                .unwrap_or_else(|| if v6 { "::1".into() } else { "127.0.0.1".into() });
+            let host = sc.host.as_ref().map_or_else(
+                || if v6 { "::1".into() } else { "127.0.0.1".into() },
+                |h| h.get_ref().clone(),
+            );
             SocketAddrSpec::Inet {
                 host,
-                port: sc.port.unwrap_or(8080),
+                port: sc.port.as_ref().map_or(8080, |p| *p.get_ref()),
                 v6,
             }
         }
@@ -541,16 +665,11 @@ pub fn rlimit_resource(name: &str) -> Option<(&'static str, i32)> {
     table.iter().find(|(k, _)| *k == n).copied()
 }
 
-fn rlimit_value(v: &RlimitValue) -> Result<Option<u64>, String> {
+/// An rlimit's value for setrlimit; None = RLIM_INFINITY.
+fn rlimit_value(v: &RlimitValue) -> Option<u64> {
     match v {
-        RlimitValue::Num(n) => Ok(Some(*n)),
-        RlimitValue::Word(w) => match w.trim().to_ascii_lowercase().as_str() {
-            "unlimited" | "infinity" | "" => Ok(None),
-            other => other
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("invalid rlimit {w:?}: expected a number or \"unlimited\"")),
-        },
+        RlimitValue::Num(n) => Some(*n),
+        RlimitValue::Unlimited => None,
     }
 }
 
@@ -597,11 +716,23 @@ fn resolve_watcher(
     socket_names: &[String],
 ) -> Option<WatcherSpec> {
     let before = r.errors.len();
+    let own_env = check_env(r, &wc.env, Some(name));
     let cmd = wc.cmd.get_ref().trim().to_string();
     if let Some(problem) = command_problem(&cmd, wc.shell) {
         r.err(wc.cmd.span(), format!("watcher {name}: {problem}"));
     }
     let numprocesses = wc.numprocesses.as_ref().map_or(1, |n| *n.get_ref());
+    if let Some(n) = &wc.numprocesses {
+        if *n.get_ref() > crate::watchers::MAX_PROCESSES {
+            r.err(
+                n.span(),
+                format!(
+                    "watcher {name}: numprocesses is {numprocesses}, more than the limit of {}",
+                    crate::watchers::MAX_PROCESSES
+                ),
+            );
+        }
+    }
     if wc.singleton && numprocesses > 1 {
         let span = wc.numprocesses.as_ref().map_or(wc.cmd.span(), |n| n.span());
         r.err_help(
@@ -665,16 +796,15 @@ fn resolve_watcher(
 
     let mut rlimits = Vec::new();
     for (k, v) in &wc.rlimits {
-        match (rlimit_resource(k), rlimit_value(v.get_ref())) {
-            (None, _) => r.err(
+        match rlimit_resource(k) {
+            None => r.err(
                 v.span(),
                 format!("watcher {name}: unknown rlimit {k:?} (expected e.g. nofile, nproc, core, as)"),
             ),
-            (_, Err(e)) => r.err(v.span(), format!("watcher {name}: rlimits.{k}: {e}")),
-            (Some((rn, res)), Ok(val)) => rlimits.push(Rlimit {
+            Some((rn, res)) => rlimits.push(Rlimit {
                 name: rn,
                 resource: res,
-                value: val,
+                value: rlimit_value(v.get_ref()),
             }),
         }
     }
@@ -691,17 +821,12 @@ fn resolve_watcher(
     ];
     for (k, v) in flat {
         if let (Some(v), Some((rn, res))) = (v, rlimit_resource(k)) {
-            match rlimit_value(v) {
-                Ok(val) => {
-                    rlimits.retain(|l: &Rlimit| l.resource != res);
-                    rlimits.push(Rlimit {
-                        name: rn,
-                        resource: res,
-                        value: val,
-                    });
-                }
-                Err(e) => r.err(wc.cmd.span(), format!("watcher {name}: rlimit_{k}: {e}")),
-            }
+            rlimits.retain(|l: &Rlimit| l.resource != res);
+            rlimits.push(Rlimit {
+                name: rn,
+                resource: res,
+                value: rlimit_value(v.get_ref()),
+            });
         }
     }
 
@@ -741,18 +866,22 @@ fn resolve_watcher(
             .map_or(defaults.max_delay, Seconds::get),
         multiplier: rc
             .as_ref()
-            .and_then(|c| c.multiplier)
-            .unwrap_or(defaults.multiplier),
-        jitter: rc.as_ref().and_then(|c| c.jitter).unwrap_or(defaults.jitter),
+            .and_then(|c| c.multiplier.as_ref())
+            .map_or(defaults.multiplier, |m| *m.get_ref()),
+        jitter: rc
+            .as_ref()
+            .and_then(|c| c.jitter.as_ref())
+            .map_or(defaults.jitter, |j| *j.get_ref()),
         max_retry: rc
             .as_ref()
             .and_then(|c| c.max_retry)
             .or(wc.max_retry)
             .unwrap_or(defaults.max_retry),
     };
+    let at = |field: Option<&toml::Spanned<f64>>| field.map_or(wc.cmd.span(), |f| f.span());
     if !(restart.multiplier >= 1.0 && restart.multiplier <= 1000.0) {
         r.err(
-            wc.cmd.span(),
+            at(rc.as_ref().and_then(|c| c.multiplier.as_ref())),
             format!(
                 "watcher {name}: restart.multiplier must be between 1 and 1000, not {}",
                 restart.multiplier
@@ -761,7 +890,7 @@ fn resolve_watcher(
     }
     if !(0.0..=1.0).contains(&restart.jitter) {
         r.err(
-            wc.cmd.span(),
+            at(rc.as_ref().and_then(|c| c.jitter.as_ref())),
             format!(
                 "watcher {name}: restart.jitter must be between 0 and 1, not {}",
                 restart.jitter
@@ -773,18 +902,20 @@ fn resolve_watcher(
     }
 
     let mut ready = ReadySpec::default();
-    if let Some(rc) = &wc.ready {
+    if let Some(spanned) = &wc.ready {
         use model::ReadyKind as K;
+        let table = spanned.span();
+        let rc = spanned.get_ref();
         ready.kind = rc.kind;
         ready.address = rc.address.clone();
-        ready.url = rc.url.clone();
+        ready.url = rc.url.as_ref().map(|u| u.get_ref().clone());
         ready.command = rc.command.clone();
-        ready.pattern = rc.pattern.clone();
-        ready.interval = rc.interval.map_or(ready.interval, Seconds::get);
+        ready.pattern = rc.pattern.as_ref().map(|p| p.get_ref().clone());
+        ready.interval = rc.interval.as_ref().map_or(ready.interval, |i| i.get_ref().get());
         ready.timeout = rc.timeout.map_or(ready.timeout, Seconds::get);
         ready.retries = rc.retries;
         ready.start_timeout = rc.start_timeout.map_or(ready.start_timeout, Seconds::get);
-        ready.watchdog_timeout = rc.watchdog_timeout.map(Seconds::get);
+        ready.watchdog_timeout = rc.watchdog_timeout.as_ref().map(|w| w.get_ref().get());
         let missing = match rc.kind {
             K::Tcp if rc.address.is_none() => Some("address"),
             K::Http if rc.url.is_none() => Some("url"),
@@ -793,45 +924,61 @@ fn resolve_watcher(
             _ => None,
         };
         if let Some(p) = &rc.pattern {
-            if let Err(e) = regex::bytes::Regex::new(p) {
+            if let Err(e) = regex::bytes::Regex::new(p.get_ref()) {
                 r.err(
-                    wc.cmd.span(),
+                    p.span(),
                     format!("watcher {name}: ready.pattern is not a valid regex: {e}"),
+                );
+            }
+        }
+        if let Some(i) = &rc.interval {
+            if i.get_ref().is_zero() {
+                r.err_help(
+                    i.span(),
+                    format!("watcher {name}: ready.interval cannot be 0 (the probe would never pause)"),
+                    "leave it out for the default of 100ms",
                 );
             }
         }
         if rc.kind == K::Log && wc.close_child_stdout && wc.close_child_stderr {
             r.err(
-                wc.cmd.span(),
+                table.clone(),
                 format!("watcher {name}: ready type \"log\" needs the process's output, but close_child_stdout and close_child_stderr are both set"),
             );
         }
         if let Some(m) = missing {
             r.err(
-                wc.cmd.span(),
+                table.clone(),
                 format!("watcher {name}: ready type {:?} needs `{m}`", rc.kind),
             );
         }
         if let Some(u) = &rc.url {
-            if !u.starts_with("http://") {
+            if !u.get_ref().starts_with("http://") {
                 r.err(
-                    wc.cmd.span(),
-                    format!("watcher {name}: ready.url must start with http:// (got {u:?})"),
+                    u.span(),
+                    format!("watcher {name}: ready.url must start with http:// (got {:?})", u.get_ref()),
                 );
             }
         }
-        if rc.watchdog_timeout.is_some() && rc.kind != K::Notify {
-            r.err(
-                wc.cmd.span(),
-                format!("watcher {name}: ready.watchdog_timeout needs type = \"notify\""),
-            );
+        if let Some(w) = &rc.watchdog_timeout {
+            if rc.kind != K::Notify {
+                r.err(
+                    w.span(),
+                    format!("watcher {name}: ready.watchdog_timeout needs type = \"notify\""),
+                );
+            }
         }
     }
-    let max_surge = wc.max_surge.unwrap_or(1);
-    let max_unavailable = wc.max_unavailable.unwrap_or(0);
+    let max_surge = wc.max_surge.as_ref().map_or(1, |m| *m.get_ref());
+    let max_unavailable = wc.max_unavailable.as_ref().map_or(0, |m| *m.get_ref());
     if max_surge == 0 && max_unavailable == 0 {
+        let span = [&wc.max_surge, &wc.max_unavailable]
+            .into_iter()
+            .flatten()
+            .next()
+            .map_or(wc.cmd.span(), |m| m.span());
         r.err(
-            wc.cmd.span(),
+            span,
             format!("watcher {name}: max_surge and max_unavailable cannot both be 0"),
         );
     }
@@ -870,8 +1017,8 @@ fn resolve_watcher(
         (crate::streams::StreamKind::Stderr, &wc.stderr_stream),
     ] {
         if let Some(sc) = sc {
-            if let Err(e) = sc.validate(kind) {
-                r.err(wc.cmd.span(), format!("watcher {name}: {kind}_stream: {e:#}"));
+            if let Err(e) = sc.get_ref().validate(kind) {
+                r.err(sc.span(), format!("watcher {name}: {kind}_stream: {e:#}"));
             }
         }
     }
@@ -880,7 +1027,7 @@ fn resolve_watcher(
         return None;
     }
     let mut env = global_env.clone();
-    env.extend(wc.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(own_env);
     Some(WatcherSpec {
         name: name.to_string(),
         cmd,
@@ -921,8 +1068,8 @@ fn resolve_watcher(
         max_surge,
         max_unavailable,
         hooks,
-        stdout_stream: wc.stdout_stream.clone().unwrap_or_default(),
-        stderr_stream: wc.stderr_stream.clone().unwrap_or_default(),
+        stdout_stream: wc.stdout_stream.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
+        stderr_stream: wc.stderr_stream.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
         history_lines: wc.history_lines,
     })
 }
