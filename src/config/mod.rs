@@ -1182,6 +1182,28 @@ mod tests {
     }
 
     #[test]
+    fn add_options_are_capped_and_take_unlimited_rlimits() {
+        let opts = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+        let e = watcher_from_json(
+            "w",
+            opts(serde_json::json!({"cmd": "sleep 1", "numprocesses": 10_001})),
+            &BTreeMap::new(),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("more than the limit of 10000"), "{e}");
+        let w = watcher_from_json(
+            "w",
+            opts(serde_json::json!({"cmd": "sleep 1", "rlimit_nofile": -1, "rlimit_locks": -1})),
+            &BTreeMap::new(),
+            &[],
+        )
+        .unwrap();
+        assert!(w.rlimits.iter().all(|r| r.value.is_none()), "{:?}", w.rlimits);
+        assert_eq!(w.rlimits.len(), 2);
+    }
+
+    #[test]
     fn several_errors_reported_together() {
         let e = load_str(
             "[watchers.a]\ncmd = \"\"\n[watchers.b]\ncmd = \"x\"\nsingleton = true\nnumprocesses = 3\n",
