@@ -380,3 +380,11 @@ fn run_endpoint_overrides_the_config() {
     let _ = child.wait();
     assert!(endpoint.starts_with("tcp://127.0.0.1:"), "endpoint {endpoint:?}; log: {seen:#?}");
 }
+
+#[test]
+fn invalid_utf8_is_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bytes.toml");
+    std::fs::write(&path, b"[watchers.x]\ncmd = \"sl\xffeep\"\n").expect("write config");
+    check_path(&path, dir).fails_with("not valid UTF-8").at("2:10");
+}

@@ -237,10 +237,20 @@ pub fn load(path: &Path, format: Option<Format>) -> Result<Config, ConfigError> 
     let format = format.unwrap_or_else(|| Format::guess(path));
     match format {
         Format::Toml => {
-            let src = std::fs::read_to_string(path).map_err(|e| {
+            let bytes = std::fs::read(path).map_err(|e| {
                 ConfigError::plain(
                     path.display().to_string(),
                     format!("cannot read config file: {e}"),
+                )
+            })?;
+            let src = String::from_utf8(bytes).map_err(|e| {
+                let valid = e.utf8_error().valid_up_to();
+                // Located by the valid text before the first bad byte.
+                let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+                let (line, col) = error::line_col(&before, valid);
+                ConfigError::plain(
+                    format!("{}:{line}:{col}", path.display()),
+                    "the file is not valid UTF-8 (TOML files must be)",
                 )
             })?;
             load_toml_str(path, &src)
