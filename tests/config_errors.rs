@@ -20,8 +20,18 @@ impl Checked {
     /// Fails the test unless the check failed with `needle` in its report.
     #[track_caller]
     fn fails_with(&self, needle: &str) -> &Self {
-        assert_eq!(self.code, Some(1), "expected a refusal:\n{}{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(needle), "{needle:?} not in:\n{}", self.stderr);
+        assert_eq!(
+            self.code,
+            Some(1),
+            "expected a refusal:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "{needle:?} not in:\n{}",
+            self.stderr
+        );
         self
     }
 
@@ -36,7 +46,13 @@ impl Checked {
 
     #[track_caller]
     fn passes(&self) -> &Self {
-        assert_eq!(self.code, Some(0), "expected success:\n{}{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success:\n{}{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }
@@ -170,16 +186,34 @@ fn upper_case_socket_names_can_be_referenced() {
 fn errors_point_at_the_key_not_at_cmd() {
     let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
     for (extra, line_col, needle) in [
-        ("[watchers.x.restart]\nmultiplier = 0.5\n", "4:14", "restart.multiplier"),
+        (
+            "[watchers.x.restart]\nmultiplier = 0.5\n",
+            "4:14",
+            "restart.multiplier",
+        ),
         ("[watchers.x.restart]\njitter = 2.0\n", "4:10", "restart.jitter"),
-        ("[watchers.x.ready]\ntype = \"log\"\npattern = \"(\"\n", "5:11", "not a valid regex"),
-        ("[watchers.x.ready]\ntype = \"http\"\nurl = \"ftp://x\"\n", "5:7", "must start with http://"),
-        ("[watchers.x.ready]\ntype = \"tcp\"\nwatchdog_timeout = 5\naddress = \"127.0.0.1:1\"\n", "5:20", "needs type = \"notify\""),
+        (
+            "[watchers.x.ready]\ntype = \"log\"\npattern = \"(\"\n",
+            "5:11",
+            "not a valid regex",
+        ),
+        (
+            "[watchers.x.ready]\ntype = \"http\"\nurl = \"ftp://x\"\n",
+            "5:7",
+            "must start with http://",
+        ),
+        (
+            "[watchers.x.ready]\ntype = \"tcp\"\nwatchdog_timeout = 5\naddress = \"127.0.0.1:1\"\n",
+            "5:20",
+            "needs type = \"notify\"",
+        ),
         ("[watchers.x.ready]\ntype = \"tcp\"\n", "3:1", "needs `address`"),
         ("rlimit_nofile = \"lots\"\n", "3:17", "rlimit_nofile"),
         ("max_surge = 0\n", "3:13", "cannot both be 0"),
     ] {
-        check("key.toml", &format!("{w}{extra}")).fails_with(needle).at(line_col);
+        check("key.toml", &format!("{w}{extra}"))
+            .fails_with(needle)
+            .at(line_col);
     }
 }
 
@@ -187,11 +221,20 @@ fn errors_point_at_the_key_not_at_cmd() {
 fn untagged_values_say_what_was_expected() {
     let w = "[watchers.x]\ncmd = \"sleep 1\"\n";
     for (extra, needle) in [
-        ("args = 3\n", "expected a command-line string or a list of strings"),
+        (
+            "args = 3\n",
+            "expected a command-line string or a list of strings",
+        ),
         ("uid = true\n", "expected a user or group name, or a numeric id"),
-        ("rlimits = {nofile = true}\n", "expected a non-negative integer, or -1"),
+        (
+            "rlimits = {nofile = true}\n",
+            "expected a non-negative integer, or -1",
+        ),
         ("umask = true\n", "expected an octal string"),
-        ("hooks = {before_start = 1}\n", "expected a command string, or a table with `cmd`"),
+        (
+            "hooks = {before_start = 1}\n",
+            "expected a command string, or a table with `cmd`",
+        ),
     ] {
         let c = check("expect.toml", &format!("{w}{extra}"));
         c.fails_with(needle).at("3:");
@@ -229,9 +272,12 @@ fn hook_tables_refuse_unknown_keys_and_hooks() {
     )
     .fails_with("unknown field `cmdd`")
     .at("4:1");
-    check("hook.toml", &format!("{w}[watchers.x.hooks]\nbefore_strat = \"true\"\n"))
-        .fails_with("unknown field `before_strat`")
-        .at("4:1");
+    check(
+        "hook.toml",
+        &format!("{w}[watchers.x.hooks]\nbefore_strat = \"true\"\n"),
+    )
+    .fails_with("unknown field `before_strat`")
+    .at("4:1");
 }
 
 #[test]
@@ -273,11 +319,31 @@ fn bad_env_names_and_values_are_refused_at_the_key() {
     for (text, needle, line_col) in [
         (format!("[env]\n\"A=B\" = \"1\"\n{w}"), "contains '='", "2:1"),
         (format!("[env]\n\"\" = \"1\"\n{w}"), "cannot be empty", "2:1"),
-        (format!("[env]\n\"A\\u0000\" = \"1\"\n{w}"), "contains a NUL byte", "2:1"),
-        (format!("[env]\nA = \"x\\u0000y\"\n{w}"), "value of A contains a NUL byte", "2:1"),
-        (format!("{w}[watchers.x.env]\nOK = 1\n"), "expected a string", "4:6"),
-        (format!("{w}env = {{ OK = \"a\", \"B=C\" = \"d\" }}\n"), "contains '='", "3:19"),
-        (format!("{w}[watchers.x.env]\nV = \"\\u0000\"\n"), "contains a NUL byte", "4:1"),
+        (
+            format!("[env]\n\"A\\u0000\" = \"1\"\n{w}"),
+            "contains a NUL byte",
+            "2:1",
+        ),
+        (
+            format!("[env]\nA = \"x\\u0000y\"\n{w}"),
+            "value of A contains a NUL byte",
+            "2:1",
+        ),
+        (
+            format!("{w}[watchers.x.env]\nOK = 1\n"),
+            "expected a string",
+            "4:6",
+        ),
+        (
+            format!("{w}env = {{ OK = \"a\", \"B=C\" = \"d\" }}\n"),
+            "contains '='",
+            "3:19",
+        ),
+        (
+            format!("{w}[watchers.x.env]\nV = \"\\u0000\"\n"),
+            "contains a NUL byte",
+            "4:1",
+        ),
     ] {
         check("env.toml", &text).fails_with(needle).at(line_col);
     }
@@ -289,7 +355,11 @@ fn control_endpoints_are_validated() {
     for (key, value, needle) in [
         ("endpoint", "tcp://127.0.0.1", "expected tcp://HOST:PORT"),
         ("pubsub_endpoint", "udp://127.0.0.1:5", "expected tcp://HOST:PORT"),
-        ("stats_endpoint", "tcp://127.0.0.1:99999", "expected tcp://HOST:PORT"),
+        (
+            "stats_endpoint",
+            "tcp://127.0.0.1:99999",
+            "expected tcp://HOST:PORT",
+        ),
         ("endpoint", "ipc://", "invalid endpoint \"ipc://\""),
     ] {
         check("ep.toml", &format!("[ringmaster]\n{key} = \"{value}\"\n{w}"))
@@ -321,10 +391,17 @@ fn ready_interval_zero_is_refused() {
 
 #[test]
 fn numprocesses_is_capped() {
-    check("np.toml", "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10001\n")
-        .fails_with("more than the limit of 10000")
-        .at("3:16");
-    check("np.toml", "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10000\n").passes();
+    check(
+        "np.toml",
+        "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10001\n",
+    )
+    .fails_with("more than the limit of 10000")
+    .at("3:16");
+    check(
+        "np.toml",
+        "[watchers.x]\ncmd = \"sleep 1\"\nnumprocesses = 10000\n",
+    )
+    .passes();
     check("np.ini", "[watcher:x]\ncmd = sleep 1\nnumprocesses = 20000\n")
         .fails_with("more than the limit")
         .at("3");
@@ -378,7 +455,10 @@ fn run_endpoint_overrides_the_config() {
     // SAFETY: plain kill(2) of the daemon this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
-    assert!(endpoint.starts_with("tcp://127.0.0.1:"), "endpoint {endpoint:?}; log: {seen:#?}");
+    assert!(
+        endpoint.starts_with("tcp://127.0.0.1:"),
+        "endpoint {endpoint:?}; log: {seen:#?}"
+    );
 }
 
 #[test]

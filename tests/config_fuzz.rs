@@ -50,28 +50,128 @@ fn corpus() -> Vec<(String, Format, Vec<u8>)> {
 }
 
 const TOML_KEYS: &[&str] = &[
-    "cmd", "args", "numprocesses", "uid", "gid", "umask", "rlimits", "rlimit_nofile", "env",
-    "sockets", "use_sockets", "priority", "graceful_timeout", "warmup_delay", "stop_signal",
-    "hooks", "ready", "restart", "max_surge", "max_unavailable", "stdout_stream", "path", "host",
-    "port", "family", "type", "endpoint", "pubsub_endpoint", "stats_endpoint", "singleton",
-    "max_age", "working_dir", "copy_env", "history_lines", "backlog",
+    "cmd",
+    "args",
+    "numprocesses",
+    "uid",
+    "gid",
+    "umask",
+    "rlimits",
+    "rlimit_nofile",
+    "env",
+    "sockets",
+    "use_sockets",
+    "priority",
+    "graceful_timeout",
+    "warmup_delay",
+    "stop_signal",
+    "hooks",
+    "ready",
+    "restart",
+    "max_surge",
+    "max_unavailable",
+    "stdout_stream",
+    "path",
+    "host",
+    "port",
+    "family",
+    "type",
+    "endpoint",
+    "pubsub_endpoint",
+    "stats_endpoint",
+    "singleton",
+    "max_age",
+    "working_dir",
+    "copy_env",
+    "history_lines",
+    "backlog",
 ];
 const INI_KEYS: &[&str] = &[
-    "cmd", "args", "numprocesses", "uid", "umask", "rlimit_nofile", "rlimit_core", "priority",
-    "graceful_timeout", "warmup_delay", "stop_signal", "hooks.before_start", "path", "host",
-    "port", "family", "type", "endpoint", "pubsub_endpoint", "stats_endpoint", "singleton",
-    "max_age", "copy_env", "copy_path", "stdout_stream.class", "stdout_stream.filename",
-    "include", "use", "statsd", "shell", "send_hup",
+    "cmd",
+    "args",
+    "numprocesses",
+    "uid",
+    "umask",
+    "rlimit_nofile",
+    "rlimit_core",
+    "priority",
+    "graceful_timeout",
+    "warmup_delay",
+    "stop_signal",
+    "hooks.before_start",
+    "path",
+    "host",
+    "port",
+    "family",
+    "type",
+    "endpoint",
+    "pubsub_endpoint",
+    "stats_endpoint",
+    "singleton",
+    "max_age",
+    "copy_env",
+    "copy_path",
+    "stdout_stream.class",
+    "stdout_stream.filename",
+    "include",
+    "use",
+    "statsd",
+    "shell",
+    "send_hup",
 ];
 const VALUES: &[&str] = &[
-    "0", "-1", "1", "99999999999999999999999", "-9223372036854775809", "1e308", "nan", "inf",
-    "4294967296", "65536", "\"\"", "\"x\"", "[]", "[1, \"a\"]", "{}", "{cmd = \"x\", zz = 1}",
-    "true", "\"unlimited\"", "\"tcp://127.0.0.1\"", "\"ipc://\"", "\"$(circus.sockets.WEB)\"",
-    "\"\\u0000\"", "\"/tmp/sock\"", "1979-05-27T07:32:00Z", "\"0o777\"", "0x10", "'''\nx\n'''",
+    "0",
+    "-1",
+    "1",
+    "99999999999999999999999",
+    "-9223372036854775809",
+    "1e308",
+    "nan",
+    "inf",
+    "4294967296",
+    "65536",
+    "\"\"",
+    "\"x\"",
+    "[]",
+    "[1, \"a\"]",
+    "{}",
+    "{cmd = \"x\", zz = 1}",
+    "true",
+    "\"unlimited\"",
+    "\"tcp://127.0.0.1\"",
+    "\"ipc://\"",
+    "\"$(circus.sockets.WEB)\"",
+    "\"\\u0000\"",
+    "\"/tmp/sock\"",
+    "1979-05-27T07:32:00Z",
+    "\"0o777\"",
+    "0x10",
+    "'''\nx\n'''",
 ];
 const ODD: &[&str] = &[
-    "\u{202e}", "\u{200b}", "\u{feff}", "\0", "é", "𝔘", "\r", "\u{85}", "\u{2028}", "\t", "\\",
-    "\"", "'", "[", "]", "=", ":", ";", "#", "$(", "((", "\u{fffd}", "\u{10ffff}",
+    "\u{202e}",
+    "\u{200b}",
+    "\u{feff}",
+    "\0",
+    "é",
+    "𝔘",
+    "\r",
+    "\u{85}",
+    "\u{2028}",
+    "\t",
+    "\\",
+    "\"",
+    "'",
+    "[",
+    "]",
+    "=",
+    ":",
+    ";",
+    "#",
+    "$(",
+    "((",
+    "\u{fffd}",
+    "\u{10ffff}",
 ];
 
 /// One random edit of `b`.
@@ -120,19 +220,35 @@ fn mutate(rng: &mut fastrand::Rng, b: &mut Vec<u8>, format: Format, corpus: &[(S
             }
         }
         4 | 5 => {
-            let keys = if format == Format::Toml { TOML_KEYS } else { INI_KEYS };
+            let keys = if format == Format::Toml {
+                TOML_KEYS
+            } else {
+                INI_KEYS
+            };
             let key = keys[rng.usize(..keys.len())];
             let value = VALUES[rng.usize(..VALUES.len())];
             let line = format!("{key} = {value}\n");
             let ls = lines(b);
-            let pos = if ls.is_empty() { 0 } else { ls[rng.usize(..ls.len())].1 };
+            let pos = if ls.is_empty() {
+                0
+            } else {
+                ls[rng.usize(..ls.len())].1
+            };
             b.splice(pos..pos, line.bytes());
         }
         6 => {
             // A number made huge, negative or fractional.
             let digits: Vec<usize> = (0..b.len()).filter(|&i| b[i].is_ascii_digit()).collect();
             if let Some(&i) = digits.get(rng.usize(..digits.len().max(1))) {
-                let rep = ["99999999999999999999", "-1", "0", "4294967295", "1.5", "-0", "1e400"];
+                let rep = [
+                    "99999999999999999999",
+                    "-1",
+                    "0",
+                    "4294967295",
+                    "1.5",
+                    "-0",
+                    "1e400",
+                ];
                 let r = rep[rng.usize(..rep.len())];
                 b.splice(i..i + 1, r.bytes());
             }
@@ -168,7 +284,15 @@ fn mutate(rng: &mut fastrand::Rng, b: &mut Vec<u8>, format: Format, corpus: &[(S
         }
         _ => {
             // A section header, odd or repeated.
-            let names = ["watcher:", "socket:", "env:", "watchers.", "sockets.", "circus", "ringmaster"];
+            let names = [
+                "watcher:",
+                "socket:",
+                "env:",
+                "watchers.",
+                "sockets.",
+                "circus",
+                "ringmaster",
+            ];
             let name = names[rng.usize(..names.len())];
             let odd = ODD[rng.usize(..ODD.len())];
             let text = format!("\n[{name}{odd}x]\n");
@@ -203,7 +327,10 @@ fn bad_report(e: &ConfigError, path: &Path, format: Format, input: &[u8]) -> Opt
         let line = parts.next().and_then(|l| l.parse::<usize>().ok());
         let col = parts.next().and_then(|c| c.parse::<usize>().ok());
         let Some(line) = line.filter(|&l| l >= 1 && l <= max_line) else {
-            return Some(format!("location {loc:?} has no line within 1..={max_line}: {}", err.message));
+            return Some(format!(
+                "location {loc:?} has no line within 1..={max_line}: {}",
+                err.message
+            ));
         };
         if format == Format::Toml {
             let Some(col) = col else {
@@ -212,14 +339,21 @@ fn bad_report(e: &ConfigError, path: &Path, format: Format, input: &[u8]) -> Opt
             let text = String::from_utf8_lossy(input);
             let width = text.split('\n').nth(line - 1).map_or(0, |l| l.chars().count());
             if col < 1 || col > width + 1 {
-                return Some(format!("column {col} outside line {line} ({width} chars): {}", err.message));
+                return Some(format!(
+                    "column {col} outside line {line} ({width} chars): {}",
+                    err.message
+                ));
             }
         }
     }
     let rendered = format!("{:?}", miette::Report::new(clone_report(e)));
     let limit = 64 * 1024 + 4 * input.len();
     if rendered.len() > limit {
-        return Some(format!("report of {} bytes for {} input bytes", rendered.len(), input.len()));
+        return Some(format!(
+            "report of {} bytes for {} input bytes",
+            rendered.len(),
+            input.len()
+        ));
     }
     None
 }

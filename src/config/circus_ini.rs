@@ -712,7 +712,11 @@ impl<'a> Cx<'a> {
                 );
             }
             for &e in entries.iter().filter(|e| e.key == "host" || e.key == "port") {
-                self.warn(e, sec, "ignored: a socket with a path is a unix socket, as in Circus");
+                self.warn(
+                    e,
+                    sec,
+                    "ignored: a socket with a path is a unix socket, as in Circus",
+                );
             }
             t.remove("host");
             t.remove("port");

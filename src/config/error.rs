@@ -306,7 +306,11 @@ mod tests {
         let e = errors.into_error().unwrap();
         let lines = e.one_line_each();
         assert_eq!(lines.len(), MAX_REPORTED + 1, "{lines:?}");
-        assert!(lines[MAX_REPORTED].ends_with("and 4950 more errors"), "{}", lines[MAX_REPORTED]);
+        assert!(
+            lines[MAX_REPORTED].ends_with("and 4950 more errors"),
+            "{}",
+            lines[MAX_REPORTED]
+        );
         // One copy of the text, shared by the source and every error.
         assert_eq!(Arc::strong_count(&src.text), MAX_REPORTED + 2);
         let rendered = format!("{:?}", miette::Report::new(e));

@@ -865,7 +865,12 @@ mod tests {
         }
         let folded = base.folded();
         let overlay = folded.overlay(&base, &own);
-        for text in ["$(circus.env.home)", "$(circus.env.x)", "$(circus.env.Y)", "$(circus.env.z)"] {
+        for text in [
+            "$(circus.env.home)",
+            "$(circus.env.x)",
+            "$(circus.env.Y)",
+            "$(circus.env.z)",
+        ] {
             assert_eq!(overlay.expand(text), copy.folded().expand(text), "{text}");
         }
     }

@@ -98,7 +98,9 @@ impl<'de> Deserialize<'de> for Umask {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Umask, E> {
                 let v = i64::from_str_radix(s.trim().trim_start_matches("0o"), 8).map_err(|_| {
-                    E::custom(format!("invalid umask {s:?}: expected an octal string such as \"022\""))
+                    E::custom(format!(
+                        "invalid umask {s:?}: expected an octal string such as \"022\""
+                    ))
                 })?;
                 self.visit_i64(v)
             }
