@@ -9,6 +9,9 @@
 //! `RINGMASTER_FUZZ_SECS` (default 15) bound it. For a soak:
 //! `RINGMASTER_FUZZ_CASES=100000 RINGMASTER_FUZZ_SECS=3600 cargo test --release --test config_fuzz -- --nocapture`
 
+// `config::load`'s error is large by design (it carries a source excerpt).
+#![allow(clippy::result_large_err)]
+
 use ringmaster::config::{self, ConfigError, Format};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
