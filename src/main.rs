@@ -14,9 +14,17 @@ fn main() -> ExitCode {
             log_format,
         } => {
             daemon::init_logging(log_format, log_level.as_deref());
-            let Some(cfg) = daemon::load_or_report(&config, format) else {
+            let Some(mut cfg) = daemon::load_or_report(&config, format) else {
                 return ExitCode::from(1);
             };
+            // `run --endpoint ADDR` binds the control channel there instead of the config's endpoint.
+            if let Some(ep) = cli.conn.endpoint {
+                if let Some(problem) = ringmaster::config::endpoint_problem(&ep) {
+                    eprintln!("error: --endpoint: {problem}");
+                    return ExitCode::from(1);
+                }
+                cfg.global.endpoint = Some(ep);
+            }
             let code = daemon::run(cfg);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }

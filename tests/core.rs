@@ -522,7 +522,7 @@ fn config_errors_carry_file_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("broken.toml:2:7") && err.contains("ready.pattern is not a valid regex"),
+        err.contains("broken.toml:5:11") && err.contains("ready.pattern is not a valid"),
         "{err}"
     );
 }

@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// Control endpoint (default: $RINGMASTER_ENDPOINT, then $CIRCUSCTL_ENDPOINT, then the daemon's default ipc socket).
+    /// With `run`, the endpoint the daemon binds, overriding the config's.
     #[arg(long, global = true)]
     pub endpoint: Option<String>,
     /// Print the daemon's raw JSON reply.

@@ -1,10 +1,44 @@
 //! Config errors: each names the file, line, column and key, with a source
 //! excerpt when the file is TOML (rendered by miette).
+//!
+//! A file can hold thousands of mistakes, so every error about one file
+//! shares its text ([`Source`]) instead of copying it, and a report keeps
+//! only the first [`MAX_REPORTED`] errors plus a count of the rest.
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
+
+/// Errors shown in one report; the rest are counted ("and N more errors").
+pub const MAX_REPORTED: usize = 50;
+
+/// An excerpt is left out when the lines around the error are longer than
+/// this: the location is in the message, and a report stays small even for a
+/// file written on one enormous line.
+const MAX_EXCERPT_BYTES: usize = 4096;
+
+/// The text of one config file, shared by every error about it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    path: String,
+    text: Arc<str>,
+    named: NamedSource<Arc<str>>,
+}
+
+impl Source {
+    pub fn new(path: &Path, text: &str) -> Self {
+        let path = path.display().to_string();
+        let text: Arc<str> = Arc::from(text);
+        let named = NamedSource::new(path.clone(), text.clone()).with_language("toml");
+        Source { path, text, named }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("{message}")]
@@ -12,8 +46,10 @@ pub struct ConfigError {
     pub message: String,
     /// `file:line:col` (or `file:line` for ini), for one-line renderings.
     pub location: String,
+    /// The dotted TOML key the error is about, when known.
+    pub key: Option<String>,
     #[source_code]
-    src: Option<NamedSource<String>>,
+    src: Option<NamedSource<Arc<str>>>,
     #[label("{label}")]
     span: Option<SourceSpan>,
     label: String,
@@ -25,25 +61,29 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error about a byte range of a TOML source.
-    pub fn at(path: &Path, src: &str, span: Range<usize>, message: impl Into<String>) -> Self {
-        let (line, col) = line_col(src, span.start);
-        let message = message.into();
-        let key = key_at(src, span.start);
+    pub fn at(src: &Source, span: Range<usize>, message: impl Into<String>) -> Self {
+        let text = src.text();
+        let start = floor_char_boundary(text, span.start.min(text.len()));
+        let end = floor_char_boundary(text, span.end.clamp(start, text.len()));
+        let (line, col) = line_col(text, start);
+        let key = key_at(text, start);
         let label = match &key {
             Some(k) => format!("here, in {k}"),
             None => "here".to_string(),
         };
-        let mut message = message;
-        if let Some(k) = key {
-            if !message.contains(&k) {
+        let mut message = message.into();
+        if let Some(k) = &key {
+            if !message.contains(k.as_str()) {
                 message = format!("{k}: {message}");
             }
         }
+        let excerpt = excerpt_is_small(text, start, end);
         ConfigError {
-            location: format!("{}:{line}:{col}", path.display()),
+            location: format!("{}:{line}:{col}", src.path),
             message,
-            src: Some(NamedSource::new(path.display().to_string(), src.to_string()).with_language("toml")),
-            span: Some(SourceSpan::from(span.start..span.end.max(span.start))),
+            key,
+            src: excerpt.then(|| src.named.clone()),
+            span: excerpt.then(|| SourceSpan::from(start..end)),
             label,
             help: None,
             related: Vec::new(),
@@ -57,6 +97,7 @@ impl ConfigError {
         ConfigError {
             message: format!("{location}: {}", message.into()),
             location,
+            key: None,
             src: None,
             span: None,
             label: String::new(),
@@ -70,28 +111,88 @@ impl ConfigError {
         self
     }
 
-    /// Several errors reported together (the first leads).
-    pub fn many(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+    /// Several errors reported together (the first leads); at most
+    /// [`MAX_REPORTED`] are kept, and `also_dropped` errors that were never
+    /// built are counted with the ones cut here.
+    pub fn many_with(mut errors: Vec<ConfigError>, also_dropped: usize) -> Option<ConfigError> {
         if errors.is_empty() {
             return None;
         }
+        let mut dropped = also_dropped;
+        if errors.len() > MAX_REPORTED {
+            dropped += errors.len() - MAX_REPORTED;
+            errors.truncate(MAX_REPORTED);
+        }
         let mut first = errors.remove(0);
+        if dropped > 0 {
+            let file = first.location.split(':').next().unwrap_or_default().to_string();
+            errors.push(ConfigError::plain(
+                file,
+                format!("and {dropped} more error{}", if dropped == 1 { "" } else { "s" }),
+            ));
+        }
         first.related.extend(errors);
         Some(first)
     }
 
-    /// Every error on its own line: `file:line:col: message`.
-    pub fn one_line_each(&self) -> Vec<String> {
-        let first = if self.message.starts_with(&self.location) {
-            self.message.clone()
-        } else {
-            format!("{}: {}", self.location, self.message)
-        };
-        let mut out = vec![first];
+    /// Several errors reported together (the first leads).
+    pub fn many(errors: Vec<ConfigError>) -> Option<ConfigError> {
+        Self::many_with(errors, 0)
+    }
+
+    /// This error and its related ones, flattened.
+    pub fn all(&self) -> Vec<&ConfigError> {
+        let mut out = vec![self];
         for r in &self.related {
-            out.extend(r.one_line_each());
+            out.extend(r.all());
         }
         out
+    }
+
+    /// The message without a leading `location: `.
+    pub fn bare_message(&self) -> &str {
+        self.message
+            .strip_prefix(self.location.as_str())
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&self.message)
+    }
+
+    /// Every error on its own line: `file:line:col: message`.
+    pub fn one_line_each(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.location, e.bare_message()))
+            .collect()
+    }
+}
+
+/// Collects the errors of one check, building only the first
+/// [`MAX_REPORTED`] (locating an error scans the source) and counting the rest.
+#[derive(Debug, Default)]
+pub struct Errors {
+    kept: Vec<ConfigError>,
+    dropped: usize,
+}
+
+impl Errors {
+    pub fn push_with(&mut self, build: impl FnOnce() -> ConfigError) {
+        if self.kept.len() < MAX_REPORTED {
+            self.kept.push(build());
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.kept.len() + self.dropped
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn into_error(self) -> Option<ConfigError> {
+        ConfigError::many_with(self.kept, self.dropped)
     }
 }
 
@@ -104,18 +205,43 @@ impl fmt::Display for OneLine<'_> {
     }
 }
 
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Whether the lines miette would show around `start..end` are short enough.
+fn excerpt_is_small(src: &str, start: usize, end: usize) -> bool {
+    let bytes = src.as_bytes();
+    // One line of context on each side, as miette's default handler shows.
+    let mut from = start;
+    for _ in 0..2 {
+        from = bytes[..from].iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    }
+    let mut to = end;
+    for _ in 0..2 {
+        to = match bytes[to.min(bytes.len())..].iter().position(|&b| b == b'\n') {
+            Some(i) => (to + i + 1).min(bytes.len()),
+            None => bytes.len(),
+        };
+    }
+    to.saturating_sub(from) <= MAX_EXCERPT_BYTES
+}
+
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
     let before = &src.as_bytes()[..offset];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = memchr::memchr_iter(b'\n', before).count() + 1;
+    let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
     let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
     (line, col)
 }
 
 /// The dotted key at a byte offset: the enclosing `[table]` plus the key on that line.
 pub fn key_at(src: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(src.len());
+    let offset = floor_char_boundary(src, offset.min(src.len()));
     let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = src[offset..].find('\n').map_or(src.len(), |i| offset + i);
     let line = src[line_start..line_end].trim();
@@ -135,14 +261,77 @@ pub fn key_at(src: &str, offset: usize) -> Option<String> {
                 .to_string(),
         );
     }
-    let key = line
-        .split('=')
-        .next()
-        .map(|k| k.trim().trim_matches('"').to_string());
-    match (table, key) {
-        (Some(t), Some(k)) if !k.is_empty() && line.contains('=') => Some(format!("{t}.{k}")),
-        (None, Some(k)) if !k.is_empty() && line.contains('=') => Some(k),
-        (Some(t), _) => Some(t),
-        _ => None,
+    match (table, line_key(line)) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k.to_string()),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
+/// The key of a `key = value` line as written (quoted keys keep their
+/// quotes, so `"A=B" = 1` is the key `"A=B"`), or None without a `=`.
+fn line_key(line: &str) -> Option<&str> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '=') => {
+                let k = line[..i].trim();
+                return (!k.is_empty()).then_some(k);
+            }
+            (None, _) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_share_the_source_and_are_capped() {
+        let text = "x = 1\n".repeat(10_000);
+        let src = Source::new(Path::new("big.toml"), &text);
+        let mut errors = Errors::default();
+        for i in 0..5_000 {
+            errors.push_with(|| ConfigError::at(&src, i * 6..i * 6 + 1, "bad"));
+        }
+        let e = errors.into_error().unwrap();
+        let lines = e.one_line_each();
+        assert_eq!(lines.len(), MAX_REPORTED + 1, "{lines:?}");
+        assert!(
+            lines[MAX_REPORTED].ends_with("and 4950 more errors"),
+            "{}",
+            lines[MAX_REPORTED]
+        );
+        // One copy of the text, shared by the source and every error.
+        assert_eq!(Arc::strong_count(&src.text), MAX_REPORTED + 2);
+        let rendered = format!("{:?}", miette::Report::new(e));
+        assert!(rendered.len() < 50 * 1024, "{}", rendered.len());
+    }
+
+    #[test]
+    fn keys_of_lines() {
+        let src = "[env]\n\"A=B\" = \"1\"\nplain = 2\n";
+        assert_eq!(key_at(src, 7).as_deref(), Some("env.\"A=B\""));
+        assert_eq!(key_at(src, 20).as_deref(), Some("env.plain"));
+        assert_eq!(key_at(src, 1).as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn no_excerpt_for_an_enormous_line() {
+        let text = format!("x = \"{}\"\ny = 1\n", "a".repeat(100_000));
+        let src = Source::new(Path::new("long.toml"), &text);
+        let e = ConfigError::at(&src, 2..3, "bad");
+        assert_eq!(e.location, "long.toml:1:3");
+        let rendered = format!("{:?}", miette::Report::new(e));
+        assert!(rendered.len() < 4096, "{}", rendered.len());
     }
 }

@@ -4,6 +4,7 @@
 
 use super::duration::Seconds;
 use super::signal::Signum;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ pub struct ConfigFile {
     pub ringmaster: GlobalConfig,
     /// Variables given to every watcher (Circus's `[env]`).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub sockets: BTreeMap<String, Spanned<SocketConfig>>,
     #[serde(default)]
@@ -33,11 +34,11 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     /// Control channel (ZeroMQ ROUTER). Default: an ipc:// socket in a private runtime directory.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Spanned<String>>,
     /// Events (ZeroMQ PUB). Default: ipc:// next to the control socket.
-    pub pubsub_endpoint: Option<String>,
+    pub pubsub_endpoint: Option<Spanned<String>>,
     /// `stat.*` messages; off unless set (or `statsd = true`).
-    pub stats_endpoint: Option<String>,
+    pub stats_endpoint: Option<Spanned<String>>,
     /// chown the ipc:// endpoints to this user.
     pub endpoint_owner: Option<String>,
     #[serde(default)]
@@ -77,27 +78,34 @@ impl From<Umask> for String {
 }
 
 impl<'de> Deserialize<'de> for Umask {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Str(String),
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Umask;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an octal string such as \"022\" or an integer such as 0o022")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Umask, E> {
+                if !(0..=0o777).contains(&v) {
+                    return Err(E::custom(format!(
+                        "invalid umask {v}: expected a value between 0 and 0o777 (write \"022\" or 0o022)"
+                    )));
+                }
+                Ok(Umask(v as u32))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Umask, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Umask, E> {
+                let v = i64::from_str_radix(s.trim().trim_start_matches("0o"), 8).map_err(|_| {
+                    E::custom(format!(
+                        "invalid umask {s:?}: expected an octal string such as \"022\""
+                    ))
+                })?;
+                self.visit_i64(v)
+            }
         }
-        let v = match Raw::deserialize(d)? {
-            Raw::Int(i) => i,
-            Raw::Str(s) => i64::from_str_radix(s.trim().trim_start_matches("0o"), 8).map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid umask {s:?}: expected an octal string such as \"022\""
-                ))
-            })?,
-        };
-        if !(0..=0o777).contains(&v) {
-            return Err(serde::de::Error::custom(format!(
-                "invalid umask {v}: expected a value between 0 and 0o777 (write \"022\" or 0o022)"
-            )));
-        }
-        Ok(Umask(v as u32))
+        d.deserialize_any(V)
     }
 }
 
@@ -105,11 +113,11 @@ impl<'de> Deserialize<'de> for Umask {
 #[serde(deny_unknown_fields)]
 pub struct SocketConfig {
     /// Address to bind (inet/inet6). Default "127.0.0.1" (Circus: "localhost").
-    pub host: Option<String>,
+    pub host: Option<Spanned<String>>,
     /// Port (inet/inet6); 0 picks a free port. Default 8080 as Circus.
-    pub port: Option<u16>,
-    /// Path of a UNIX socket; implies `family = "unix"`.
-    pub path: Option<PathBuf>,
+    pub port: Option<Spanned<u16>>,
+    /// Path of a UNIX socket; implies `family = "unix"`; excludes host and port.
+    pub path: Option<Spanned<PathBuf>>,
     /// "inet" | "inet6" | "unix" (Circus's AF_INET… accepted).
     pub family: Option<Spanned<String>>,
     /// "stream" | "dgram" (Circus's SOCK_STREAM… accepted).
@@ -133,27 +141,121 @@ pub struct SocketConfig {
 }
 
 /// `args` as a string (shell-split) or a list of words.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum Args {
     Line(String),
     List(Vec<String>),
 }
 
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Args;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a command-line string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Args, E> {
+                Ok(Args::Line(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Args, A::Error> {
+                let mut words = Vec::new();
+                while let Some(w) = seq.next_element::<String>()? {
+                    words.push(w);
+                }
+                Ok(Args::List(words))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A user or group: a name or a numeric id.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum Ident {
     Id(u32),
     Name(String),
 }
 
-/// An rlimit: a number, or "unlimited"/"infinity".
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(untagged)]
+impl<'de> Deserialize<'de> for Ident {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Ident;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a user or group name, or a numeric id (0 to 4294967295)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ident, E> {
+                u32::try_from(v)
+                    .map(Ident::Id)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ident, E> {
+                u32::try_from(v)
+                    .map(Ident::Id)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ident, E> {
+                if v.is_empty() || v.contains('\0') {
+                    return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+                }
+                Ok(Ident::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An rlimit: a number, or unlimited (RLIM_INFINITY), written -1,
+/// "unlimited" or "infinity" as in Circus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RlimitValue {
     Num(u64),
-    Word(String),
+    Unlimited,
+}
+
+impl Serialize for RlimitValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RlimitValue::Num(n) => s.serialize_u64(*n),
+            RlimitValue::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RlimitValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RlimitValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative integer, or -1, \"unlimited\" or \"infinity\" for no limit")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RlimitValue, E> {
+                match v {
+                    -1 => Ok(RlimitValue::Unlimited),
+                    n => u64::try_from(n)
+                        .map(RlimitValue::Num)
+                        .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RlimitValue, E> {
+                Ok(RlimitValue::Num(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RlimitValue, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "unlimited" | "infinity" | "" | "-1" => Ok(RlimitValue::Unlimited),
+                    t => t
+                        .parse::<u64>()
+                        .map(RlimitValue::Num)
+                        .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -164,9 +266,9 @@ pub struct RestartConfig {
     /// First delay after a quick failure.
     pub initial_delay: Option<Seconds>,
     pub max_delay: Option<Seconds>,
-    pub multiplier: Option<f64>,
+    pub multiplier: Option<Spanned<f64>>,
     /// Random spread of each delay, as a fraction (0.1 = ±10%).
-    pub jitter: Option<f64>,
+    pub jitter: Option<Spanned<f64>>,
     /// Consecutive quick failures before the watcher enters `failed`; -1 = never.
     pub max_retry: Option<i64>,
 }
@@ -183,7 +285,7 @@ pub struct WatcherConfig {
     /// Program to execute instead of the first word of `cmd` (which stays argv[0]).
     pub executable: Option<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub copy_env: bool,
     /// Give the child the daemon's PATH even with a clean environment. Default true.
@@ -217,15 +319,15 @@ pub struct WatcherConfig {
     pub sockets: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub rlimits: BTreeMap<String, Spanned<RlimitValue>>,
-    pub rlimit_nofile: Option<RlimitValue>,
-    pub rlimit_nproc: Option<RlimitValue>,
-    pub rlimit_core: Option<RlimitValue>,
-    pub rlimit_as: Option<RlimitValue>,
-    pub rlimit_cpu: Option<RlimitValue>,
-    pub rlimit_data: Option<RlimitValue>,
-    pub rlimit_fsize: Option<RlimitValue>,
-    pub rlimit_memlock: Option<RlimitValue>,
-    pub rlimit_stack: Option<RlimitValue>,
+    pub rlimit_nofile: Option<Spanned<RlimitValue>>,
+    pub rlimit_nproc: Option<Spanned<RlimitValue>>,
+    pub rlimit_core: Option<Spanned<RlimitValue>>,
+    pub rlimit_as: Option<Spanned<RlimitValue>>,
+    pub rlimit_cpu: Option<Spanned<RlimitValue>>,
+    pub rlimit_data: Option<Spanned<RlimitValue>>,
+    pub rlimit_fsize: Option<Spanned<RlimitValue>>,
+    pub rlimit_memlock: Option<Spanned<RlimitValue>>,
+    pub rlimit_stack: Option<Spanned<RlimitValue>>,
     #[serde(default = "yes")]
     pub close_child_stdin: bool,
     #[serde(default)]
@@ -239,17 +341,17 @@ pub struct WatcherConfig {
     pub max_retry: Option<i64>,
     pub restart: Option<RestartConfig>,
     /// When a new process counts as ready (default: after warmup_delay).
-    pub ready: Option<ReadyConfig>,
+    pub ready: Option<Spanned<ReadyConfig>>,
     /// Rolling restarts: extra processes allowed during a restart/reload (default 1).
-    pub max_surge: Option<u32>,
+    pub max_surge: Option<Spanned<u32>>,
     /// Rolling restarts: processes allowed to be missing during a restart/reload (default 0).
-    pub max_unavailable: Option<u32>,
+    pub max_unavailable: Option<Spanned<u32>>,
     /// Commands run at points of the lifecycle.
     pub hooks: Option<HooksConfig>,
     /// Where stdout goes (docs/logs.md); default: the daemon's stdout, prefixed.
-    pub stdout_stream: Option<crate::streams::StreamConfig>,
+    pub stdout_stream: Option<Spanned<crate::streams::StreamConfig>>,
     /// Where stderr goes; default: the daemon's stderr, prefixed.
-    pub stderr_stream: Option<crate::streams::StreamConfig>,
+    pub stderr_stream: Option<Spanned<crate::streams::StreamConfig>>,
     /// Lines of output kept in memory for `ringmaster logs` (default: [ringmaster] history_lines).
     pub history_lines: Option<usize>,
 }
@@ -280,13 +382,13 @@ pub struct ReadyConfig {
     /// `tcp`: host:port to connect to.
     pub address: Option<String>,
     /// `http`: `http://host:port/path`.
-    pub url: Option<String>,
+    pub url: Option<Spanned<String>>,
     /// `command`: run (with /bin/sh -c) until it exits 0.
     pub command: Option<String>,
     /// `log`: a regex matched against each line the process writes (stdout or stderr).
-    pub pattern: Option<String>,
-    /// Pause between two probes (default 100ms).
-    pub interval: Option<Seconds>,
+    pub pattern: Option<Spanned<String>>,
+    /// Pause between two probes (default 100ms; 0 is refused, it would busy-probe).
+    pub interval: Option<Spanned<Seconds>>,
     /// Time allowed for one probe (default 1s).
     pub timeout: Option<Seconds>,
     /// Probes before giving up (default: unlimited within start_timeout).
@@ -294,15 +396,46 @@ pub struct ReadyConfig {
     /// Time allowed to become ready (default 60s).
     pub start_timeout: Option<Seconds>,
     /// `notify`: a ready process that sends no `WATCHDOG=1` for this long is restarted.
-    pub watchdog_timeout: Option<Seconds>,
+    pub watchdog_timeout: Option<Spanned<Seconds>>,
 }
 
 /// A hook: a command line, or a table with a timeout.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum HookConfig {
     Cmd(String),
     Full { cmd: String, timeout: Option<Seconds> },
+}
+
+/// The table form of a hook; any other key is a typo.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HookTable {
+    cmd: String,
+    timeout: Option<Seconds>,
+}
+
+impl<'de> Deserialize<'de> for HookConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HookConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a command string, or a table with `cmd` and an optional `timeout`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HookConfig, E> {
+                Ok(HookConfig::Cmd(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HookConfig, A::Error> {
+                let t = HookTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(HookConfig::Full {
+                    cmd: t.cmd,
+                    timeout: t.timeout,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]

@@ -28,6 +28,9 @@
 //!   recursion), expanded against the process environment, and resolved
 //!   against the main file's directory.
 
+mod env;
+
+pub use env::{expand_dollar_upper, EnvMap, FoldedEnv, OverlayEnv};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -113,6 +116,8 @@ pub struct Section {
     /// The first header that opened it.
     pub location: Location,
     pub entries: Vec<Entry>,
+    /// Key → index in `entries`, so a section with many keys reads in linear time.
+    index: HashMap<String, usize>,
 }
 
 impl Section {
@@ -121,11 +126,19 @@ impl Section {
             name,
             location,
             entries: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.key == key)
+        self.index.get(key).map(|&i| &self.entries[i])
+    }
+
+    fn push(&mut self, entry: Entry) -> usize {
+        let i = self.entries.len();
+        self.index.insert(entry.key.clone(), i);
+        self.entries.push(entry);
+        i
     }
 }
 
@@ -133,6 +146,8 @@ impl Section {
 #[derive(Debug, Clone, Default)]
 pub struct Document {
     sections: Vec<Section>,
+    /// Section name → index in `sections`.
+    section_index: HashMap<String, usize>,
     defaults: Option<Section>,
     /// Files read, in order (the main file first).
     pub files: Vec<PathBuf>,
@@ -154,7 +169,7 @@ impl Document {
     }
 
     pub fn section(&self, name: &str) -> Option<&Section> {
-        self.sections.iter().find(|s| s.name == name)
+        self.section_index.get(name).map(|&i| &self.sections[i])
     }
 
     /// A section's entries followed by the `[DEFAULT]` entries it does not
@@ -236,7 +251,7 @@ impl Document {
                 continue;
             };
             let section = self.section_mut(cur);
-            if let Some(idx) = section.entries.iter().position(|e| e.key == key) {
+            if let Some(&idx) = section.index.get(&key) {
                 let first = &section.entries[idx];
                 let open = first.location.file == file;
                 let message = if open {
@@ -263,13 +278,12 @@ impl Document {
                 .filter(|_| !key.is_empty());
                 continue;
             }
-            section.entries.push(Entry {
+            let entry = section.push(Entry {
                 key,
                 value,
                 location: loc(),
                 column,
             });
-            let entry = section.entries.len() - 1;
             optname = Some(Continuation {
                 section: cur,
                 entry,
@@ -309,9 +323,10 @@ impl Document {
                 .get_or_insert_with(|| Section::new(name.to_string(), loc));
             return Cursor::Defaults;
         }
-        if let Some(i) = self.sections.iter().position(|s| s.name == name) {
+        if let Some(&i) = self.section_index.get(name) {
             return Cursor::Section(i);
         }
+        self.section_index.insert(name.to_string(), self.sections.len());
         self.sections.push(Section::new(name.to_string(), loc));
         Cursor::Section(self.sections.len() - 1)
     }
@@ -524,175 +539,6 @@ fn option_line(line: &str) -> Option<(String, String, usize)> {
     Some((key, value.to_string(), column))
 }
 
-/// An environment with Python dict semantics: insertion order is kept and
-/// re-assigning a key keeps its original position. The order matters because
-/// `$(circus.env.X)` folds names to lower case and the last one wins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvMap {
-    entries: Vec<(String, String)>,
-    index: HashMap<String, usize>,
-}
-
-impl EnvMap {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The daemon's own environment (names or values that are not UTF-8 are
-    /// converted lossily, as Python's surrogateescape would not round-trip
-    /// them into a TOML file either).
-    pub fn from_process() -> Self {
-        std::env::vars_os()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
-            .collect()
-    }
-
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].1 = value,
-            None => {
-                self.index.insert(key.clone(), self.entries.len());
-                self.entries.push((key, value));
-            }
-        }
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.index.get(key).map(|&i| self.entries[i].1.as_str())
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The case-insensitive view that `$(circus.env.X)` uses.
-    pub fn folded(&self) -> FoldedEnv {
-        let mut map = HashMap::with_capacity(self.entries.len());
-        for (k, v) in &self.entries {
-            map.insert(k.to_lowercase(), v.clone());
-        }
-        FoldedEnv(map)
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EnvMap {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut env = EnvMap::new();
-        for (k, v) in iter {
-            env.insert(k, v);
-        }
-        env
-    }
-}
-
-/// Environment names folded to lower case, for `$(circus.env.X)`.
-#[derive(Debug, Clone, Default)]
-pub struct FoldedEnv(HashMap<String, String>);
-
-impl FoldedEnv {
-    /// Replaces `$(circus.env.NAME)` and `((circus.env.NAME))` (any case) with
-    /// the variable's value; unknown names are left as written, as Circus
-    /// leaves them for its later substitution passes.
-    pub fn expand(&self, value: &str) -> String {
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value;
-        while !rest.is_empty() {
-            if let Some((len, name)) = circus_var_at(rest) {
-                let key = name.to_lowercase();
-                // `$(circus.circus.env.x)` is how Circus spells the full key; mirror it.
-                let full = if key.starts_with("circus") {
-                    key
-                } else {
-                    format!("circus.{key}")
-                };
-                match full.strip_prefix("circus.env.").and_then(|n| self.0.get(n)) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[..len]),
-                }
-                rest = &rest[len..];
-                continue;
-            }
-            let mut chars = rest.chars();
-            if let Some(c) = chars.next() {
-                out.push(c);
-            }
-            rest = chars.as_str();
-        }
-        out
-    }
-}
-
-/// Matches `\$\(circus\.([\w.-]+)\)` or `\(\(circus\.([\w.-]+)\)\)` (case-
-/// insensitive prefix) at the start of `s`: (matched length, captured name).
-fn circus_var_at(s: &str) -> Option<(usize, &str)> {
-    let (open, close) = if s.starts_with("$(") {
-        ("$(", ")")
-    } else if s.starts_with("((") {
-        ("((", "))")
-    } else {
-        return None;
-    };
-    let body = &s[open.len()..];
-    let prefix = body.get(..7)?;
-    if !prefix.eq_ignore_ascii_case("circus.") {
-        return None;
-    }
-    let name_part = &body[7..];
-    let name_len: usize = name_part
-        .chars()
-        .take_while(|&c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
-        .map(char::len_utf8)
-        .sum();
-    if name_len == 0 || !name_part[name_len..].starts_with(close) {
-        return None;
-    }
-    Some((open.len() + 7 + name_len + close.len(), &name_part[..name_len]))
-}
-
-/// Circus's env-value substitution (`util.parse_env_dict`): each `$NAME`
-/// matching `\$[A-Z]+[A-Z0-9_]*` becomes `lookup(NAME)`, or "" when unset.
-/// Returns the new value and the names that were unset.
-pub fn expand_dollar_upper(value: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(value.len());
-    let mut unset = Vec::new();
-    let bytes = value.as_bytes();
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && i + 1 < bytes.len() && bytes[i + 1].is_ascii_uppercase() {
-            let start = i + 1;
-            let mut end = start + 1;
-            while end < bytes.len()
-                && (bytes[end].is_ascii_uppercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
-            {
-                end += 1;
-            }
-            out.push_str(&value[copied..i]);
-            let name = &value[start..end];
-            match lookup(name) {
-                Some(v) => out.push_str(&v),
-                None => unset.push(name.to_string()),
-            }
-            i = end;
-            copied = end;
-        } else {
-            i += 1;
-        }
-    }
-    out.push_str(&value[copied..]);
-    (out, unset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,32 +622,5 @@ mod tests {
         assert!(errors.is_empty());
         assert_eq!(value(&doc, "s", "b"), Some("2\nc"));
         assert_eq!(doc.get("s", "b").unwrap().location.line, 3);
-    }
-
-    #[test]
-    fn circus_env_expansion() {
-        let env: EnvMap = [("HOME", "/h"), ("home", "/lower"), ("X", "x")]
-            .into_iter()
-            .collect();
-        let f = env.folded();
-        assert_eq!(f.expand("$(circus.env.HOME)"), "/lower");
-        assert_eq!(f.expand("$(CIRCUS.ENV.x)/((circus.env.X))"), "x/x");
-        assert_eq!(
-            f.expand("$(circus.wid) $(circus.env.nope)"),
-            "$(circus.wid) $(circus.env.nope)"
-        );
-        assert_eq!(f.expand("$(circus.circus.env.x)"), "x");
-        assert_eq!(f.expand("é$(circus.env.x"), "é$(circus.env.x");
-    }
-
-    #[test]
-    fn dollar_upper() {
-        let look = |n: &str| (n == "PATH").then(|| "/bin".to_string());
-        assert_eq!(expand_dollar_upper("$PATH:/x", look).0, "/bin:/x");
-        assert_eq!(expand_dollar_upper("$path $Path", look).0, "$path ath");
-        let (v, unset) = expand_dollar_upper("a$NOPE_1b", look);
-        assert_eq!(v, "ab");
-        assert_eq!(unset, ["NOPE_1"]);
-        assert_eq!(expand_dollar_upper("$PATHx$", look).0, "/binx$");
     }
 }
