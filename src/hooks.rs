@@ -10,7 +10,7 @@ use crate::reaper::{self, ExitStatus};
 use serde_json::json;
 
 /// The points of a watcher's lifecycle where a hook can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hook {
     BeforeStart,
     AfterStart,
@@ -50,15 +50,11 @@ impl Hook {
             Hook::AfterReap => "after_reap",
         }
     }
-
-    pub fn parse(name: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.as_str() == name)
-    }
 }
 
 /// True when `spec` has a command for `hook`.
 pub fn configured(spec: &WatcherSpec, hook: Hook) -> bool {
-    spec.hooks.contains_key(hook.as_str())
+    spec.hooks.contains_key(&hook)
 }
 
 /// Runs `hook` of `spec` if configured. Returns false only when it ran and failed.
@@ -69,7 +65,7 @@ pub async fn run(
     pid: Option<i32>,
     wid: Option<u32>,
 ) -> bool {
-    let Some(h) = spec.hooks.get(hook.as_str()) else {
+    let Some(h) = spec.hooks.get(&hook) else {
         return true;
     };
     let hook = hook.as_str();

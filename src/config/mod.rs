@@ -183,7 +183,7 @@ pub struct WatcherSpec {
     pub ready: ReadySpec,
     pub max_surge: u32,
     pub max_unavailable: u32,
-    pub hooks: BTreeMap<String, HookSpec>,
+    pub hooks: BTreeMap<crate::hooks::Hook, HookSpec>,
     pub stdout_stream: crate::streams::StreamConfig,
     pub stderr_stream: crate::streams::StreamConfig,
     pub history_lines: Option<usize>,
@@ -227,16 +227,3 @@ pub struct HookSpec {
     pub cmd: String,
     pub timeout: Duration,
 }
-
-/// Hook names, in lifecycle order.
-pub const HOOKS: [&str; 9] = [
-    "before_start",
-    "after_start",
-    "before_spawn",
-    "after_spawn",
-    "before_stop",
-    "after_stop",
-    "before_signal",
-    "after_signal",
-    "after_reap",
-];

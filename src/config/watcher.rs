@@ -287,16 +287,17 @@ pub(super) fn resolve_watcher(
     }
     let mut hooks = BTreeMap::new();
     if let Some(h) = &wc.hooks {
+        use crate::hooks::Hook;
         let all = [
-            ("before_start", &h.before_start),
-            ("after_start", &h.after_start),
-            ("before_spawn", &h.before_spawn),
-            ("after_spawn", &h.after_spawn),
-            ("before_stop", &h.before_stop),
-            ("after_stop", &h.after_stop),
-            ("before_signal", &h.before_signal),
-            ("after_signal", &h.after_signal),
-            ("after_reap", &h.after_reap),
+            (Hook::BeforeStart, &h.before_start),
+            (Hook::AfterStart, &h.after_start),
+            (Hook::BeforeSpawn, &h.before_spawn),
+            (Hook::AfterSpawn, &h.after_spawn),
+            (Hook::BeforeStop, &h.before_stop),
+            (Hook::AfterStop, &h.after_stop),
+            (Hook::BeforeSignal, &h.before_signal),
+            (Hook::AfterSignal, &h.after_signal),
+            (Hook::AfterReap, &h.after_reap),
         ];
         for (k, v) in all {
             if let Some(v) = v {
@@ -305,7 +306,7 @@ pub(super) fn resolve_watcher(
                     model::HookConfig::Full { cmd, timeout } => (cmd.clone(), *timeout),
                 };
                 hooks.insert(
-                    k.to_string(),
+                    k,
                     HookSpec {
                         cmd,
                         timeout: timeout.map_or(Duration::from_secs(30), Seconds::get),
