@@ -384,6 +384,25 @@ fn fuzz_requests_always_get_a_reply() {
             rss0 = procinfo::rss_kib(pid);
         }
     }
+    // Non-waiting restarts/reloads/stops queue work in the watcher's mailbox
+    // (about 13 KB each) that outlives their replies. A waiting `start`
+    // queues behind them: once it answers, that backlog is done.
+    raw.send(&[br#"{"command":"start","properties":{"name":"sleeper","waiting":true},"id":"drained"}"#])
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match raw.recv() {
+            Ok(m)
+                if m.last()
+                    .is_some_and(|b| b.windows(9).any(|w| w == b"\"drained\"")) =>
+            {
+                break
+            }
+            Ok(_) => {}
+            Err(e) if Instant::now() > deadline => panic!("seed {}: the backlog did not drain: {e}", f.seed),
+            Err(_) => {}
+        }
+    }
     let rss1 = procinfo::rss_kib(pid);
     eprintln!(
         "FUZZ-SUMMARY {}",
