@@ -218,6 +218,7 @@ fn rm_race(pre_of: impl Fn(usize) -> (&'static str, Value)) {
     d.wait_spawned("w", 1, secs(10));
     let daemon = d.pid();
     let ep = endpoint(&d);
+    let d = &mut d;
     rt().block_on(async {
         let mut c = Client::connect(&ep, secs(30)).await.expect("connect");
         for i in 0..ROUNDS * 2 {
@@ -243,11 +244,17 @@ fn rm_race(pre_of: impl Fn(usize) -> (&'static str, Value)) {
                     break;
                 }
                 if Instant::now() > deadline {
-                    for (p, _) in &stray {
+                    // Does a clean daemon stop at least end them?
+                    let code = d.stop(secs(20));
+                    let survivors: Vec<i32> = stray.iter().map(|s| s.0).filter(|p| alive(*p)).collect();
+                    for p in &survivors {
                         // Ours (started through the daemon): end them before failing.
                         unsafe { libc::kill(*p, libc::SIGKILL) };
                     }
-                    panic!("round {i}: {shown} then rm --waiting: processes left behind: {stray:?}");
+                    panic!(
+                        "round {i}: {shown} then rm --waiting: processes left behind: {stray:?}; \
+                         then SIGTERM: the daemon exited {code}, and of those {survivors:?} were still running"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

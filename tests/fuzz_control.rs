@@ -322,7 +322,7 @@ fn fuzzed_message(rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
 
 #[test]
 fn fuzz_requests_always_get_a_reply() {
-    let f = start("fuzz_requests_always_get_a_reply");
+    let mut f = start("fuzz_requests_always_get_a_reply");
     let inputs = procinfo::env_u64("RINGMASTER_FUZZ_INPUTS", 3000);
     let mut rng = fastrand::Rng::with_seed(f.seed);
     let pid = f.d.pid();
@@ -376,9 +376,31 @@ fn fuzz_requests_always_get_a_reply() {
         if i % 500 == 499 {
             f.assert_responsive(&format!("input {i}"));
             series.push(procinfo::rss_kib(pid));
+            // The daemon logs every request at debug level: keep the test's
+            // own memory bounded on long runs.
+            f.d.drain_keep_last(2000);
         }
         if i + 1 == warmup {
             rss0 = procinfo::rss_kib(pid);
+        }
+    }
+    // Non-waiting restarts/reloads/stops queue work in the watcher's mailbox
+    // (about 13 KB each) that outlives their replies. A waiting `start`
+    // queues behind them: once it answers, that backlog is done.
+    raw.send(&[br#"{"command":"start","properties":{"name":"sleeper","waiting":true},"id":"drained"}"#])
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match raw.recv() {
+            Ok(m)
+                if m.last()
+                    .is_some_and(|b| b.windows(9).any(|w| w == b"\"drained\"")) =>
+            {
+                break
+            }
+            Ok(_) => {}
+            Err(e) if Instant::now() > deadline => panic!("seed {}: the backlog did not drain: {e}", f.seed),
+            Err(_) => {}
         }
     }
     let rss1 = procinfo::rss_kib(pid);
@@ -506,7 +528,7 @@ fn hostile_cases() -> Vec<Hostile> {
 
 /// Runs every hostile case, then `extra` random raw connections, against
 /// `addr` handshaking as `socket_type`.
-fn hostile(f: &Fuzzed, addr: &str, socket_type: &str, extra: u64) {
+fn hostile(f: &mut Fuzzed, addr: &str, socket_type: &str, extra: u64) {
     let pid = f.d.pid();
     let rss0 = procinfo::rss_kib(pid);
     for case in hostile_cases() {
@@ -563,6 +585,7 @@ fn hostile(f: &Fuzzed, addr: &str, socket_type: &str, extra: u64) {
         drop(raw);
         if i % 25 == 24 {
             f.assert_responsive(&format!("{socket_type} random connection {i}"));
+            f.d.drain_keep_last(2000);
         }
     }
     f.assert_responsive(&format!("{socket_type} random connections"));
@@ -581,19 +604,19 @@ fn hostile(f: &Fuzzed, addr: &str, socket_type: &str, extra: u64) {
 
 #[test]
 fn hostile_frames_on_the_control_endpoint() {
-    let f = start("hostile_frames_on_the_control_endpoint");
+    let mut f = start("hostile_frames_on_the_control_endpoint");
     let extra = procinfo::env_u64("RINGMASTER_FUZZ_RAW", 300);
     let control = f.control.clone();
-    hostile(&f, &control, "DEALER", extra);
+    hostile(&mut f, &control, "DEALER", extra);
     f.finish();
 }
 
 #[test]
 fn hostile_frames_on_the_pubsub_endpoint() {
-    let f = start("hostile_frames_on_the_pubsub_endpoint");
+    let mut f = start("hostile_frames_on_the_pubsub_endpoint");
     let extra = procinfo::env_u64("RINGMASTER_FUZZ_RAW", 300);
     let pubsub = f.pubsub.clone();
-    hostile(&f, &pubsub, "SUB", extra);
+    hostile(&mut f, &pubsub, "SUB", extra);
     // The publisher still serves a well-behaved subscriber.
     Raw::handshake(&pubsub, "SUB", PROMPT).expect("a SUB handshake after the hostile peers");
     f.finish();
