@@ -70,6 +70,7 @@ pub struct GlobalSpec {
     pub history_lines: usize,
     pub publish_logs: bool,
     pub debug: bool,
+    pub kill_mode: Option<model::KillModeSetting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +368,7 @@ fn resolve(path: &Path, src: &str, file: ConfigFile) -> Result<Config, ConfigErr
         history_lines: g.history_lines.unwrap_or(1000),
         publish_logs: g.publish_logs,
         debug: g.debug,
+        kill_mode: g.kill_mode,
     };
 
     let mut sockets = Vec::new();

@@ -3,10 +3,11 @@ use super::spawner;
 use super::state::{backoff_delay, Action, Event, Lifecycle, Policy, State};
 use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
+use crate::containment::SlotContainment;
 use crate::events::Events;
 use crate::readiness::notify::{Notify, NotifyRouter};
 use crate::readiness::probe;
-use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
+use crate::reaper::{ExitStatus, Exited, GroupGone, Reaper};
 use crate::streams::{ReadyMatch, StreamKind, WatcherLogs};
 use actix::prelude::*;
 use nix::sys::signal::{killpg, Signal};
@@ -167,6 +168,8 @@ pub struct ProcessActor {
     early_exits: Vec<Exited>,
     /// `ready.type = "log"`: fires when the current process prints a matching line.
     log_ready: Option<oneshot::Receiver<()>>,
+    /// Every process the slot started, for stops and kills.
+    containment: SlotContainment,
 }
 
 impl ProcessActor {
@@ -178,9 +181,11 @@ impl ProcessActor {
         events: Events,
         logs: WatcherLogs,
     ) -> Self {
+        let slot_id = NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ProcessActor {
+            containment: SlotContainment::new(&spec.name, wid, slot_id),
             wid,
-            slot_id: NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            slot_id,
             spec,
             sockets,
             watcher,
@@ -315,7 +320,7 @@ impl ProcessActor {
             Action::SignalGroup(sig) => {
                 if let Some(pgid) = self.pgid() {
                     tracing::info!(watcher = %self.spec.name, wid, pid = pgid, signal = %sig, "stopping process");
-                    send_group(pgid, sig);
+                    self.containment.signal(self.life.state.pid(), sig.0);
                     self.report(SlotEvent::Killed {
                         pid: pgid,
                         signal: sig,
@@ -323,10 +328,11 @@ impl ProcessActor {
                 }
             }
             Action::KillGroup => {
+                // The leader, while not reaped; after that only what the
+                // containment knows by cgroup or (pid, start time).
                 if let Some(pgid) = self.pgid().or(pgid_before) {
-                    if !reaper::group_empty(pgid) {
-                        tracing::info!(watcher = %self.spec.name, wid, pgid, "sending SIGKILL to process group");
-                        send_group(pgid, Signum::KILL);
+                    if self.containment.kill(self.life.state.pid()) {
+                        tracing::info!(watcher = %self.spec.name, wid, pgid, "sending SIGKILL to every process of the slot");
                         self.report(SlotEvent::Killed {
                             pid: pgid,
                             signal: Signum::KILL,
@@ -357,8 +363,12 @@ impl ProcessActor {
                     ],
                 );
             }
-            Action::WatchGroup { pgid } => {
-                Reaper::global().watch_group(pgid, ctx.address().recipient());
+            Action::WatchGroup { .. } => {
+                Reaper::global().watch_empty(
+                    self.slot_id,
+                    self.containment.emptiness(),
+                    ctx.address().recipient(),
+                );
             }
             Action::Stopped => {
                 self.started_at = None;
@@ -425,8 +435,20 @@ impl ProcessActor {
         self.ready = false;
         self.ready_failed = false;
         self.status_text = None;
+        let cgroup = match self.containment.prepare() {
+            Ok(c) => c,
+            Err(e) => {
+                let ev = self.spawned(Err(SpawnError::Prepare(e)), None, ctx);
+                self.feed(ev, ctx);
+                return;
+            }
+        };
         let (spec, sockets, wid) = (Arc::clone(&self.spec), Arc::clone(&self.sockets), self.wid);
-        let job = move || spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner);
+        // The job holds the cgroup (and its open cgroup.procs) until the child has exec'd.
+        let job = move || {
+            let fd = cgroup.as_ref().map(|c| c.procs_fd());
+            spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner, fd)
+        };
         ctx.spawn(
             async move { spawner::run(job).await }
                 .into_actor(self)
@@ -452,6 +474,7 @@ impl ProcessActor {
         match res {
             Ok(sp) => {
                 let pid = sp.pid;
+                self.containment.spawned(pid);
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
                 let ready_match = self.log_ready_match();
                 if let Some(fd) = sp.stdout {
@@ -691,12 +714,12 @@ impl Actor for ProcessActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Never leave a process behind when a slot goes away (unless told to forget it).
+        Reaper::global().unwatch(self.slot_id);
         if self.detached {
+            self.containment.detach();
             return;
         }
-        if let Some(pgid) = self.pgid() {
-            send_group(pgid, Signum::KILL);
-        }
+        self.containment.end(self.life.state.pid());
     }
 }
 
@@ -846,7 +869,7 @@ impl Handler<Exited> for ProcessActor {
                 crate::hooks::run(&spec, &events, "after_reap", Some(pid), Some(wid)).await;
             });
         }
-        let group_alive = !reaper::group_empty(m.pid);
+        let group_alive = self.containment.alive_after_exit(&m.group);
         self.feed(
             Event::Exited {
                 pid: m.pid,
