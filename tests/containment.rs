@@ -39,6 +39,13 @@ fn start(mode: &str, watchers: &str) -> (Daemon, serde_json::Value) {
     let mut d = Daemon::start(&config);
     let v = d.wait_msg("process containment", None, secs(10));
     assert_eq!(v["kill_mode"], mode, "start-up: {v}");
+    if mode == "tree" {
+        // Without fork events (not root) the double-forked orphan is not attributable.
+        assert_eq!(
+            v["fork_events"], true,
+            "tree mode runs with fork events here: {v}"
+        );
+    }
     d.wait_msg("control channel ready", None, secs(10));
     let r = call(&d, "dstats", json!({}));
     assert_eq!(r["info"]["kill_mode"], mode, "dstats: {r}");

@@ -94,6 +94,14 @@ impl Hierarchy {
             h.remove_root();
             return Err(format!("{} has no cgroup.kill (Linux < 5.14)", root.display()));
         }
+        if let Err(e) = probe_join(&root) {
+            h.remove_root();
+            return Err(format!(
+                "a child cannot join a cgroup under {}: {e}",
+                root.display()
+            ));
+        }
+        remove_stale(&base);
         let delegated = fs::read_to_string(base.join("cgroup.subtree_control"))
             .map(|s| !s.trim().is_empty())
             .unwrap_or(false);
@@ -198,6 +206,77 @@ impl Hierarchy {
         if self.daemon_leaf.is_none() {
             let _ = fs::remove_dir(&self.root);
         }
+    }
+}
+
+/// Forks a child that joins a test cgroup as spawned children will, so
+/// that `auto` does not pick a mode in which every spawn would fail (e.g. in
+/// a container whose cgroup files are visible but not writable).
+/// Called before the daemon starts any thread.
+fn probe_join(root: &Path) -> io::Result<()> {
+    let probe = root.join("probe");
+    fs::create_dir(&probe).or_else(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    let res = (|| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(probe.join("cgroup.procs"))?;
+        let fd = f.as_raw_fd();
+        // SAFETY: the child makes only async-signal-safe calls (write, _exit).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::_exit(if ok { 0 } else { *libc::__errno_location() & 0x7f });
+            }
+        }
+        let status = loop {
+            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
+        match status {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            nix::sys::wait::WaitStatus::Exited(_, errno) => Err(io::Error::from_raw_os_error(errno)),
+            other => Err(io::Error::other(format!("probe ended with {other:?}"))),
+        }
+    })();
+    let _ = fs::remove_dir(&probe);
+    res
+}
+
+/// Removes the empty subtrees that daemons which died without cleaning up
+/// left next to ours (never touching one whose daemon still runs).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ringmaster."))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(slots) = fs::read_dir(e.path()) {
+            for s in slots.flatten().filter(|s| s.path().is_dir()) {
+                let _ = fs::remove_dir(s.path());
+            }
+        }
+        let _ = fs::remove_dir(e.path());
     }
 }
 

@@ -447,7 +447,7 @@ impl ProcessActor {
         // The job holds the cgroup (and its open cgroup.procs) until the child has exec'd.
         let job = move || {
             let fd = cgroup.as_ref().map(|c| c.procs_fd());
-            spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner, fd)
+            spawn::spawn(&spec, wid, &sockets, (out, err), &extra, owner, fd)
         };
         ctx.spawn(
             async move { spawner::run(job).await }

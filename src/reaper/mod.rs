@@ -156,8 +156,7 @@ impl Reaper {
     pub fn reap_all(&self) -> usize {
         let mut reg = self.lock();
         let mut n = 0;
-        loop {
-            let Some(pid) = peek_exited() else { break };
+        while let Some(pid) = peek_exited() {
             let group = if reg.owners.contains_key(&pid) || reg.in_flight > 0 {
                 crate::containment::snapshot_before_reap(pid)
             } else {
@@ -172,6 +171,7 @@ impl Reaper {
                     n += 1;
                     deliver(&mut reg, p.as_raw(), ExitStatus::Signal(sig as i32), group);
                 }
+                Ok(WaitStatus::StillAlive) => break,
                 Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => {
                     tracing::error!(pid, "waitpid failed: {e}");
