@@ -2,6 +2,7 @@
 //! and turn signals into messages to the root actor.
 
 use crate::config::{self, Config, Format};
+use crate::containment;
 use crate::control::context::{Ctx, Globals, Inner};
 use crate::control::pubsub::Publisher;
 use crate::control::transport::{self, ControlServer};
@@ -63,6 +64,9 @@ pub fn run(cfg: Config) -> i32 {
     if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
         tracing::warn!("cannot clear the inherited signal mask: {e}");
     }
+    // fds our parent left open without close-on-exec would reach every hook,
+    // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
+    cloexec_inherited_fds();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -70,6 +74,10 @@ pub fn run(cfg: Config) -> i32 {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(u));
     }
     reaper::become_subreaper();
+    if let Err(e) = containment::init(cfg.global.kill_mode) {
+        tracing::error!("cannot start: {e}");
+        return 1;
+    }
     let sys = System::new();
     let started = sys.block_on(start(cfg));
     let code = match started {
@@ -83,7 +91,35 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     leave_nothing_behind();
+    containment::teardown();
     code
+}
+
+/// Marks every fd ≥ 3 close-on-exec (close_range, or one by one on old kernels).
+fn cloexec_inherited_fds() {
+    // SAFETY: plain syscalls on fd numbers; nothing is closed.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        tracing::warn!("cannot list inherited fds; they stay open in children");
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 async fn start(cfg: Config) -> Result<()> {

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod containment;
 pub mod control;
 pub mod daemon;
 pub mod events;

@@ -456,11 +456,9 @@ fn chaos_storm_then_quiescence() {
     run(false);
 }
 
-/// Children that start a grandchild in its own session (setsid). Run with
-/// `--ignored` (or `bench/soak --grandchildren`): containment of such
-/// grandchildren is not implemented yet (docs/config.md says they survive a stop).
+/// Children that start a grandchild in its own session (setsid): every
+/// grandchild must die with its slot (src/containment).
 #[test]
-#[ignore = "setsid grandchildren escape the process group: known gap, see docs/reliability.md"]
 fn chaos_storm_with_setsid_grandchildren() {
     run(true);
 }

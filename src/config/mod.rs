@@ -79,6 +79,7 @@ pub struct GlobalSpec {
     pub history_lines: usize,
     pub publish_logs: bool,
     pub debug: bool,
+    pub kill_mode: Option<model::KillModeSetting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

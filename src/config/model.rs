@@ -63,6 +63,16 @@ pub struct GlobalConfig {
     pub publish_logs: bool,
     #[serde(default)]
     pub debug: bool,
+    /// How a stop finds every descendant: `auto` (default), `cgroup` or `tree`.
+    pub kill_mode: Option<KillModeSetting>,
+}
+
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KillModeSetting {
+    Auto,
+    Cgroup,
+    Tree,
 }
 
 /// A umask or file mode: a string is read as octal (`"022"`), an integer is

@@ -81,6 +81,7 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
         history_lines: g.history_lines.unwrap_or(1000),
         publish_logs: g.publish_logs,
         debug: g.debug,
+        kill_mode: g.kill_mode,
     };
 
     // Socket and watcher names are case-insensitive, as in Circus: a socket

@@ -50,6 +50,7 @@ impl From<ApiError> for CommandError {
             ApiError::NotFound(m) | ApiError::Invalid(m) => CommandError::message(m),
             ApiError::AlreadyExists(m) => CommandError::command(m),
             ApiError::Os(m) => CommandError::os(m),
+            ApiError::ShuttingDown => CommandError::command("the daemon is shutting down"),
         }
     }
 }

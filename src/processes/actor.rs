@@ -3,14 +3,13 @@ use super::spawner;
 use super::state::{backoff_delay, Action, Event, Lifecycle, Policy, State};
 use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
+use crate::containment::SlotContainment;
 use crate::events::Events;
 use crate::readiness::notify::{Notify, NotifyRouter};
 use crate::readiness::state::{Event as Ready, Phase, Readiness};
-use crate::reaper::{self, ExitStatus, Exited, GroupGone, Reaper};
+use crate::reaper::{ExitStatus, Exited, GroupGone, Reaper};
 use crate::streams::{StreamKind, WatcherLogs};
 use actix::prelude::*;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
@@ -166,6 +165,8 @@ pub struct ProcessActor {
     early_exits: Vec<Exited>,
     /// `ready.type = "log"`: fires when the current process prints a matching line.
     pub(super) log_ready: Option<oneshot::Receiver<()>>,
+    /// Every process the slot started, for stops and kills.
+    pub(super) containment: SlotContainment,
 }
 
 impl ProcessActor {
@@ -178,9 +179,11 @@ impl ProcessActor {
         logs: WatcherLogs,
     ) -> Self {
         let watchdog = spec.ready.watchdog_timeout.is_some();
+        let slot_id = NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ProcessActor {
+            containment: SlotContainment::new(&spec.name, wid, slot_id),
             wid,
-            slot_id: NEXT_SLOT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            slot_id,
             spec,
             sockets,
             watcher,
@@ -323,7 +326,7 @@ impl ProcessActor {
             Action::SignalGroup(sig) => {
                 if let Some(pgid) = self.pgid() {
                     tracing::info!(watcher = %self.spec.name, wid, pid = pgid, signal = %sig, "stopping process");
-                    send_group(pgid, sig);
+                    self.containment.signal(self.life.state.pid(), sig.0);
                     self.report(SlotEvent::Killed {
                         pid: pgid,
                         signal: sig,
@@ -331,10 +334,11 @@ impl ProcessActor {
                 }
             }
             Action::KillGroup => {
+                // The leader, while not reaped; after that only what the
+                // containment knows by cgroup or (pid, start time).
                 if let Some(pgid) = self.pgid().or(pgid_before) {
-                    if !reaper::group_empty(pgid) {
-                        tracing::info!(watcher = %self.spec.name, wid, pgid, "sending SIGKILL to process group");
-                        send_group(pgid, Signum::KILL);
+                    if self.containment.kill(self.life.state.pid()) {
+                        tracing::info!(watcher = %self.spec.name, wid, pgid, "sending SIGKILL to every process of the slot");
                         self.report(SlotEvent::Killed {
                             pid: pgid,
                             signal: Signum::KILL,
@@ -367,8 +371,12 @@ impl ProcessActor {
                     ctx.cancel_future(h);
                 }
             }
-            Action::WatchGroup { pgid } => {
-                Reaper::global().watch_group(pgid, ctx.address().recipient());
+            Action::WatchGroup { .. } => {
+                Reaper::global().watch_empty(
+                    self.slot_id,
+                    self.containment.emptiness(),
+                    ctx.address().recipient(),
+                );
             }
             Action::Stopped => {
                 self.started_at = None;
@@ -433,8 +441,24 @@ impl ProcessActor {
             None
         };
         self.status_text = None;
+        let procs = self
+            .containment
+            .prepare()
+            .and_then(|c| c.map(|c| c.open_procs().map_err(|e| format!("{e}"))).transpose());
+        let procs = match procs {
+            Ok(c) => c,
+            Err(e) => {
+                let ev = self.spawned(Err(SpawnError::Prepare(e)), None, ctx);
+                self.feed(ev, ctx);
+                return;
+            }
+        };
         let (spec, sockets, wid) = (Arc::clone(&self.spec), Arc::clone(&self.sockets), self.wid);
-        let job = move || spawn::spawn(&spec, wid, &sockets, out, err, &extra, owner);
+        // The job holds the open cgroup.procs until the child has exec'd.
+        let job = move || {
+            let fd = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+            spawn::spawn(&spec, wid, &sockets, (out, err), &extra, owner, fd)
+        };
         ctx.spawn(
             async move { spawner::run(job).await }
                 .into_actor(self)
@@ -460,6 +484,7 @@ impl ProcessActor {
         match res {
             Ok(sp) => {
                 let pid = sp.pid;
+                self.containment.spawned(pid);
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
                 let ready_match = self.log_ready_match();
                 if let Some(fd) = sp.stdout {
@@ -537,31 +562,17 @@ impl ProcessActor {
     }
 }
 
-pub(super) fn send_group(pgid: i32, sig: Signum) {
-    let Ok(s) = Signal::try_from(sig.0) else {
-        // Real-time signals have no nix::Signal; use libc directly.
-        // SAFETY: killpg with a valid signal number has no memory effects.
-        unsafe { libc::killpg(pgid, sig.0) };
-        return;
-    };
-    if let Err(e) = killpg(Pid::from_raw(pgid), s) {
-        if e != nix::errno::Errno::ESRCH {
-            tracing::warn!(pgid, "killpg({sig}) failed: {e}");
-        }
-    }
-}
-
 impl Actor for ProcessActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Never leave a process behind when a slot goes away (unless told to forget it).
+        Reaper::global().unwatch(self.slot_id);
         if self.detached {
+            self.containment.detach();
             return;
         }
-        if let Some(pgid) = self.pgid() {
-            send_group(pgid, Signum::KILL);
-        }
+        self.containment.end(self.life.state.pid());
     }
 }
 
@@ -715,7 +726,7 @@ impl Handler<Exited> for ProcessActor {
                 .await;
             });
         }
-        let group_alive = !reaper::group_empty(m.pid);
+        let group_alive = self.containment.alive_after_exit(&m.group);
         self.feed(
             Event::Exited {
                 pid: m.pid,

@@ -3,10 +3,9 @@
 //! notify, log line, TCP, HTTP, command), confirm or fail it, run the
 //! watchdog.
 
-use super::actor::{send_group, ProcessActor, SlotEvent};
+use super::actor::{ProcessActor, SlotEvent};
 use super::state::Event;
 use crate::config::model::ReadyKind;
-use crate::config::Signum;
 use crate::events::WatcherEvent;
 use crate::readiness::probe;
 use crate::readiness::state::{Action, Event as Ready};
@@ -39,7 +38,7 @@ impl ProcessActor {
                     self.last_error = Some(format!("readiness failed: {reason}"));
                     self.resolve_ready_waiters(Err(format!("process {pid} failed readiness: {reason}")));
                     self.report(SlotEvent::ReadyFailed { pid, reason });
-                    send_group(pid, Signum::KILL);
+                    self.containment.kill(Some(pid));
                 }
                 Action::NotReady { pid } => {
                     let why = self

@@ -2,7 +2,9 @@
 //! ids, limits, fd lists), then the forked child runs only async-signal-safe
 //! system calls and `execve`s the program itself.
 //!
-//! In the child, in order: new process group; empty signal mask and default
+//! In the child, in order: join the slot's cgroup (cgroup kill mode, by
+//! writing "0" to a `cgroup.procs` fd opened by the parent, so nothing it
+//! starts is ever outside); new process group; empty signal mask and default
 //! dispositions; every fd ≥ 3 close-on-exec (close_range); the watcher's
 //! sockets dup'ed to 3, 4, … with close-on-exec cleared; rlimits;
 //! supplementary groups; gid; uid; umask; working_dir; `LISTEN_PID` patched
@@ -61,7 +63,7 @@ pub enum Output {
     Pipe,
 }
 
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "unknown step",
     "setpgid",
     "signal reset",
@@ -74,6 +76,7 @@ const STEPS: [&str; 12] = [
     "setuid",
     "chdir",
     "execve",
+    "join cgroup",
 ];
 
 /// Everything the child needs, allocated before fork.
@@ -94,6 +97,8 @@ struct Prepared {
     umask: Option<libc::mode_t>,
     cwd: Option<CString>,
     err_w: RawFd,
+    /// `cgroup.procs` of the slot's cgroup, or -1.
+    cgroup_procs: RawFd,
     max_fd: RawFd,
     ignored: &'static [i32],
 }
@@ -116,18 +121,14 @@ impl Prepared {
     /// Runs in the forked child. Only async-signal-safe calls.
     unsafe fn exec(&mut self) -> ! {
         let w = self.err_w;
+        if self.cgroup_procs >= 0 && libc::write(self.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            report(w, 12);
+        }
         if libc::setpgid(0, 0) != 0 {
             report(w, 1);
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+        if !reset_signals(self.ignored) {
             report(w, 2);
-        }
-        // Caught signals go back to default at execve by themselves; only
-        // ignored ones would stay ignored in the program.
-        for &sig in self.ignored {
-            set_default(sig);
         }
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
             for fd in 3..self.max_fd {
@@ -206,6 +207,21 @@ impl Prepared {
     }
 }
 
+/// Empties the signal mask and puts `ignored` back to their default action.
+/// Caught signals go back to default at execve by themselves; only ignored
+/// ones would stay ignored in the program. Async-signal-safe (raw syscalls).
+pub(crate) unsafe fn reset_signals(ignored: &[i32]) -> bool {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+        return false;
+    }
+    for &sig in ignored {
+        set_default(sig);
+    }
+    true
+}
+
 /// The kernel's `struct sigaction` on Linux: handler, flags, restorer, mask
 /// (zeroed = SIG_DFL, no flags). Used through the raw syscall because glibc's
 /// `sigaction` refuses its two internal real-time signals (32 and 33), which
@@ -229,7 +245,7 @@ unsafe fn set_default(sig: i32) {
 /// go back to default at execve by themselves; ignored ones would stay
 /// ignored in the program, so the child resets these. Read once, at the
 /// first spawn (the daemon never sets SIG_IGN itself).
-fn ignored_signals() -> &'static [i32] {
+pub(crate) fn ignored_signals() -> &'static [i32] {
     static IGNORED: OnceLock<Vec<i32>> = OnceLock::new();
     IGNORED.get_or_init(|| {
         (1..=libc::SIGRTMAX())
@@ -378,7 +394,18 @@ fn resolve_ids(spec: &WatcherSpec) -> Result<Ids, SpawnError> {
     use nix::unistd::{getgrouplist, Group, Uid, User};
     let user = match &spec.uid {
         None => None,
-        Some(Ident::Id(n)) => Some((*n, User::from_uid(Uid::from_raw(*n)).ok().flatten())),
+        Some(Ident::Id(n)) => {
+            let u = User::from_uid(Uid::from_raw(*n))
+                .map_err(|e| SpawnError::Prepare(format!("cannot look up uid {n}: {e}")))?;
+            if u.is_none() && spec.gid.is_none() {
+                // Without a passwd entry there is no primary group to take:
+                // the child would keep gid 0 and the daemon's groups.
+                return Err(SpawnError::Prepare(format!(
+                    "uid {n} has no passwd entry: set gid too"
+                )));
+            }
+            Some((*n, u))
+        }
         Some(Ident::Name(n)) => {
             let u = User::from_name(n)
                 .map_err(|e| SpawnError::Prepare(format!("cannot look up user {n:?}: {e}")))?
@@ -399,6 +426,8 @@ fn resolve_ids(spec: &WatcherSpec) -> Result<Ids, SpawnError> {
             .as_ref()
             .and_then(|(_, u)| u.as_ref().map(|u| u.gid.as_raw())),
     };
+    // As root, changing ids always sets the supplementary groups too, so
+    // the daemon's own groups never leak into the child.
     let root = nix::unistd::geteuid().is_root();
     let groups = match (&user, gid) {
         (Some((_, Some(u))), Some(g)) if root => {
@@ -464,10 +493,10 @@ pub fn spawn(
     spec: &WatcherSpec,
     wid: u32,
     sockets: &[InheritedSocket],
-    stdout: Output,
-    stderr: Output,
+    (stdout, stderr): (Output, Output),
     extra_env: &[(String, String)],
     owner: Recipient<Exited>,
+    cgroup_procs: Option<RawFd>,
 ) -> Result<Spawned, SpawnError> {
     let child_fds: Vec<(String, i32)> = sockets
         .iter()
@@ -564,6 +593,7 @@ pub fn spawn(
             None => None,
         },
         err_w: err_w.as_raw_fd(),
+        cgroup_procs: cgroup_procs.unwrap_or(-1),
         max_fd,
         ignored: ignored_signals(),
     };

@@ -51,28 +51,35 @@ impl std::fmt::Display for ExitStatus {
 }
 
 /// Sent to a process's owner when it has been reaped.
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Exited {
     pub pid: i32,
     pub status: ExitStatus,
+    /// In tree mode, the other live members of its process group, as
+    /// (pid, start time), read before reaping: while the zombie holds the
+    /// number, the group cannot be a newer one that reused it.
+    pub group: Vec<(i32, u64)>,
 }
 
-/// Sent when no process is left in a process group someone waits on.
+/// Sent when no process is left of a slot someone waits on.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct GroupGone {
-    pub pgid: i32,
+    pub key: u64,
 }
+
+/// Answers true once what it watches is gone.
+pub type EmptyCheck = Box<dyn FnMut() -> bool + Send>;
 
 #[derive(Default)]
 struct Registry {
     owners: HashMap<i32, Recipient<Exited>>,
-    groups: HashMap<i32, Recipient<GroupGone>>,
+    groups: HashMap<u64, (EmptyCheck, Recipient<GroupGone>)>,
     /// Spawns between fork and registration.
     in_flight: usize,
     /// Reaped while a spawn was in flight, owner not yet known.
-    unclaimed: HashMap<i32, ExitStatus>,
+    unclaimed: HashMap<i32, (ExitStatus, Vec<(i32, u64)>)>,
 }
 
 pub struct Reaper {
@@ -104,8 +111,8 @@ impl Reaper {
                 // Reaped already, unless the status was an orphan's whose
                 // pid the kernel has just reused for this child (then the
                 // child is still there, in /proc, alive or a zombie).
-                Some(status) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
-                    owner.do_send(Exited { pid, status })
+                Some((status, group)) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    owner.do_send(Exited { pid, status, group })
                 }
                 _ => {
                     reg.owners.insert(pid, owner);
@@ -114,25 +121,27 @@ impl Reaper {
         }
         if reg.in_flight == 0 {
             // Every spawn has registered: what is left was an orphan's.
-            for (pid, status) in reg.unclaimed.drain() {
+            for (pid, (status, _)) in reg.unclaimed.drain() {
                 tracing::debug!(pid, %status, "reaped orphan");
             }
         }
         res
     }
 
-    /// Registers an interest in `pgid` becoming empty. Answers at once if it already is.
-    pub fn watch_group(&self, pgid: i32, who: Recipient<GroupGone>) {
+    /// Registers an interest in a slot becoming empty, checked after each
+    /// reap: the last process of a slot to exit is always reaped by the
+    /// daemon (orphans come to it as subreaper). Answers at once if empty.
+    pub fn watch_empty(&self, key: u64, mut check: EmptyCheck, who: Recipient<GroupGone>) {
         let mut reg = self.lock();
-        if group_empty(pgid) {
-            who.do_send(GroupGone { pgid });
+        if check() {
+            who.do_send(GroupGone { key });
         } else {
-            reg.groups.insert(pgid, who);
+            reg.groups.insert(key, (check, who));
         }
     }
 
-    pub fn unwatch_group(&self, pgid: i32) {
-        self.lock().groups.remove(&pgid);
+    pub fn unwatch(&self, key: u64) {
+        self.lock().groups.remove(&key);
     }
 
     pub fn owned_pids(&self) -> Vec<i32> {
@@ -140,38 +149,48 @@ impl Reaper {
     }
 
     /// Reaps everything that has exited. Returns how many were reaped.
+    ///
+    /// Each exit is first looked at without reaping (`WNOWAIT`): while the
+    /// zombie exists its pid, and so its process group id, cannot be reused,
+    /// so an owned process's group is read then, and only then reaped.
     pub fn reap_all(&self) -> usize {
         let mut reg = self.lock();
         let mut n = 0;
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => {
+        while let Some(pid) = peek_exited() {
+            let group = if reg.owners.contains_key(&pid) || reg.in_flight > 0 {
+                crate::containment::snapshot_before_reap(pid)
+            } else {
+                Vec::new()
+            };
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) => {
                     n += 1;
-                    deliver(&mut reg, pid.as_raw(), ExitStatus::Code(code));
+                    deliver(&mut reg, p.as_raw(), ExitStatus::Code(code), group);
                 }
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                Ok(WaitStatus::Signaled(p, sig, _)) => {
                     n += 1;
-                    deliver(&mut reg, pid.as_raw(), ExitStatus::Signal(sig as i32));
+                    deliver(&mut reg, p.as_raw(), ExitStatus::Signal(sig as i32), group);
                 }
                 Ok(WaitStatus::StillAlive) => break,
-                Ok(_) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    tracing::error!("waitpid failed: {e}");
+                    tracing::error!(pid, "waitpid failed: {e}");
                     break;
                 }
             }
         }
         if n > 0 && !reg.groups.is_empty() {
-            reg.groups.retain(|&pgid, who| {
-                if group_empty(pgid) {
-                    who.do_send(GroupGone { pgid });
+            reg.groups.retain(|&key, (check, who)| {
+                if check() {
+                    who.do_send(GroupGone { key });
                     false
                 } else {
                     true
                 }
             });
+        }
+        if n > 0 {
+            crate::containment::sweep();
         }
         n
     }
@@ -191,19 +210,44 @@ impl Reaper {
     }
 }
 
-fn deliver(reg: &mut Registry, pid: i32, status: ExitStatus) {
-    match reg.owners.remove(&pid) {
-        Some(owner) => owner.do_send(Exited { pid, status }),
-        None if reg.in_flight > 0 => {
-            reg.unclaimed.insert(pid, status);
+/// The pid of a child that has exited, left unreaped; None when there is none.
+fn peek_exited() -> Option<i32> {
+    loop {
+        // SAFETY: waitid fills the zeroed siginfo; WNOWAIT leaves the child waitable.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return None,
+                _ => {
+                    tracing::error!("waitid failed: {e}");
+                    return None;
+                }
+            }
         }
-        None => tracing::debug!(pid, %status, "reaped orphan"),
+        // SAFETY: waitid succeeded, so si_pid is the field it filled (0: none waitable).
+        let pid = unsafe { info.si_pid() };
+        return (pid != 0).then_some(pid);
     }
 }
 
-/// True when no process is left in the group (zombies already reaped).
-pub fn group_empty(pgid: i32) -> bool {
-    matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+fn deliver(reg: &mut Registry, pid: i32, status: ExitStatus, group: Vec<(i32, u64)>) {
+    match reg.owners.remove(&pid) {
+        Some(owner) => owner.do_send(Exited { pid, status, group }),
+        None if reg.in_flight > 0 => {
+            reg.unclaimed.insert(pid, (status, group));
+        }
+        None => tracing::debug!(pid, %status, "reaped orphan"),
+    }
 }
 
 /// Marks this process as a child subreaper so orphaned grandchildren come to us.
@@ -249,6 +293,19 @@ impl Handler<Exited> for ExitWaiter {
 pub async fn run_command(cmd: &mut Command, timeout: std::time::Duration) -> Result<ExitStatus, String> {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
+    // Signals the daemon's parent left ignored would stay ignored in the
+    // command (std already empties the mask; do both, as for children).
+    let ignored = crate::processes::spawn::ignored_signals();
+    // SAFETY: reset_signals makes only raw, async-signal-safe syscalls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if crate::processes::spawn::reset_signals(ignored) {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let waiter = ExitWaiter(Some(tx)).start();
     let child = Reaper::global()

@@ -7,10 +7,10 @@
 
 use super::registry::{Selection, WatcherEntry};
 use super::root::Supervisor;
-use crate::config::{Signum, WatcherSpec};
+use crate::config::Signum;
 use crate::events::WatcherEvent;
 use crate::watchers::{
-    Command, Gate, KillProcesses, Outcome, Resize, RestartHow, Sequenced, SignalWatcher, UpdateSpec,
+    Command, EditSpec, Gate, KillProcesses, Outcome, Resize, RestartHow, Sequenced, SignalWatcher, SpecEdit,
     WatcherActor,
 };
 use actix::prelude::*;
@@ -29,6 +29,8 @@ pub enum ApiError {
     Invalid(String),
     /// The OS refused (a bind, an unwritable log file).
     Os(String),
+    /// The daemon is stopping: nothing new starts.
+    ShuttingDown,
 }
 
 impl std::fmt::Display for ApiError {
@@ -37,6 +39,7 @@ impl std::fmt::Display for ApiError {
             ApiError::NotFound(m) | ApiError::AlreadyExists(m) | ApiError::Invalid(m) | ApiError::Os(m) => {
                 f.write_str(m)
             }
+            ApiError::ShuttingDown => f.write_str("the daemon is shutting down"),
         }
     }
 }
@@ -103,13 +106,19 @@ fn send_all(ws: &[WatcherEntry], c: Command) -> Vec<Pending> {
 /// each one's operation begins once the previous watcher's has taken effect
 /// (priority order).
 fn in_turn(ws: &[WatcherEntry], c: Command) -> impl Future<Output = Vec<(String, Outcome)>> + 'static {
+    chain(ws.iter().map(|w| (w, c)).collect())
+}
+
+/// Queues every (watcher, command) now; each operation begins once the
+/// previous one has taken effect.
+fn chain(steps: Vec<(&WatcherEntry, Command)>) -> impl Future<Output = Vec<(String, Outcome)>> + 'static {
     let (first, mut gate) = Gate::new();
     let _ = first.send(());
     let mut queued = Vec::new();
-    for w in ws {
+    for (w, command) in steps {
         let (open, next) = Gate::new();
         let after = std::mem::replace(&mut gate, next);
-        let r = w.addr.send(Sequenced { command: c, after });
+        let r = w.addr.send(Sequenced { command, after });
         queued.push((w.name.clone(), r, open));
     }
     async move {
@@ -139,6 +148,9 @@ async fn outcomes(reqs: Vec<Pending>) -> Vec<(String, Outcome)> {
 impl Handler<Act> for Supervisor {
     type Result = MessageResult<Act>;
     fn handle(&mut self, m: Act, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.open() {
+            return MessageResult(Err(e));
+        }
         let single = matches!(&m.on, Selection::Named { .. });
         let mut ws = match self.registry.select(&m.on) {
             Ok(ws) => ws,
@@ -158,16 +170,10 @@ impl Handler<Act> for Supervisor {
             }
             Op::Restart if one => Done::spawn(outcomes(send_all(&ws, Command::Restart(RestartHow::Rolling)))),
             Op::Restart => {
-                ws.reverse();
-                let stops = outcomes(send_all(&ws, Command::Stop));
-                ws.reverse();
-                ws.retain(|w| w.autostart);
-                let starts = in_turn(&ws, Command::Start);
-                Done::spawn(async move {
-                    let mut out = stops.await;
-                    out.extend(starts.await);
-                    out
-                })
+                // Stop lowest priority first, then start highest first, one at a time.
+                let stops = ws.iter().rev().map(|w| (w, Command::Stop));
+                let starts = ws.iter().filter(|w| w.autostart).map(|w| (w, Command::Start));
+                Done::spawn(chain(stops.chain(starts).collect()))
             }
             Op::Reload { graceful, sequential } => {
                 let how = match (graceful, sequential) {
@@ -182,10 +188,10 @@ impl Handler<Act> for Supervisor {
     }
 }
 
-/// Change a watcher's numprocesses; yields the new number once the added
-/// processes are spawned.
+/// Change a watcher's numprocesses; yields the new number (and whether the
+/// watcher is a singleton) once the added processes are spawned.
 #[derive(Message)]
-#[rtype(result = "Reply<u32>")]
+#[rtype(result = "Reply<(u32, bool)>")]
 pub struct Scale {
     pub name: String,
     pub to: Resize,
@@ -194,16 +200,34 @@ pub struct Scale {
 impl Handler<Scale> for Supervisor {
     type Result = MessageResult<Scale>;
     fn handle(&mut self, m: Scale, _: &mut Self::Context) -> Self::Result {
-        let Some(w) = self.registry.get(&m.name) else {
-            return MessageResult(Err(not_found(&m.name)));
+        let w = match self.target(&m.name) {
+            Ok(w) => w,
+            Err(e) => return MessageResult(Err(e)),
         };
         let r = w.addr.send(m.to);
-        MessageResult(Ok(Done::spawn(async move { r.await.unwrap_or(0) })))
+        MessageResult(Ok(Done::spawn(async move { r.await.unwrap_or((0, false)) })))
     }
 }
 
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("program {name} not found"))
+}
+
+impl Supervisor {
+    /// Nothing new is accepted once the daemon is stopping.
+    fn open(&self) -> Result<(), ApiError> {
+        if self.stopping {
+            Err(ApiError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The watcher a request names, while the daemon accepts requests.
+    fn target(&self, name: &str) -> Result<WatcherEntry, ApiError> {
+        self.open()?;
+        self.registry.get(name).ok_or_else(|| not_found(name))
+    }
 }
 
 /// Create a watcher from Circus-style options (the config file's keys),
@@ -225,6 +249,7 @@ impl Handler<AddWatcher> for Supervisor {
 
 impl Supervisor {
     fn add(&mut self, m: AddWatcher) -> Reply<Option<Outcome>> {
+        self.open()?;
         let key = m.name.to_lowercase();
         if self.registry.contains(&key) {
             return Err(ApiError::AlreadyExists(format!("'{}' already exist", m.name)));
@@ -262,6 +287,9 @@ pub struct RemoveWatcher {
 impl Handler<RemoveWatcher> for Supervisor {
     type Result = MessageResult<RemoveWatcher>;
     fn handle(&mut self, m: RemoveWatcher, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.open() {
+            return MessageResult(Err(e));
+        }
         MessageResult(match self.remove_watcher(&m.name, m.stop) {
             Some(gone) => Ok(Done::spawn(gone)),
             None => Err(not_found(&m.name)),
@@ -269,30 +297,31 @@ impl Handler<RemoveWatcher> for Supervisor {
     }
 }
 
-/// Replace a watcher's spec (`set`); with `roll`, its processes are
-/// replaced, and a failed rollout keeps the previous spec.
+/// Change a watcher's spec (`set`): the edit is applied by the watcher, so
+/// concurrent changes never overwrite each other. The handle yields at once
+/// whether the edit was refused; if not, the inner handle yields the outcome
+/// (a failed rollout keeps the previous spec).
 #[derive(Message)]
-#[rtype(result = "Reply<Outcome>")]
+#[rtype(result = "Reply<Result<Done<Outcome>, String>>")]
 pub struct Update {
     pub name: String,
-    pub spec: WatcherSpec,
-    pub roll: bool,
+    pub edit: SpecEdit,
 }
 
 impl Handler<Update> for Supervisor {
     type Result = MessageResult<Update>;
     fn handle(&mut self, m: Update, _: &mut Self::Context) -> Self::Result {
-        let Some(w) = self.registry.get(&m.name) else {
-            return MessageResult(Err(not_found(&m.name)));
+        let w = match self.target(&m.name) {
+            Ok(w) => w,
+            Err(e) => return MessageResult(Err(e)),
         };
-        let r = w.addr.send(UpdateSpec {
-            spec: m.spec,
-            sockets: None,
-            logs: None,
-            roll: m.roll,
-        });
+        let r = w.addr.send(EditSpec(m.edit));
         MessageResult(Ok(Done::spawn(async move {
-            r.await.unwrap_or(Outcome::Canceled("the watcher went away"))
+            match r.await {
+                Ok(Ok(rx)) => Ok(Done(rx)),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(format!("watcher unavailable: {e}")),
+            }
         })))
     }
 }
@@ -308,8 +337,9 @@ pub struct Signal {
 impl Handler<Signal> for Supervisor {
     type Result = MessageResult<Signal>;
     fn handle(&mut self, m: Signal, _: &mut Self::Context) -> Self::Result {
-        let Some(w) = self.registry.get(&m.name) else {
-            return MessageResult(Err(not_found(&m.name)));
+        let w = match self.target(&m.name) {
+            Ok(w) => w,
+            Err(e) => return MessageResult(Err(e)),
         };
         let r = w.addr.send(m.signal);
         MessageResult(Ok(Done::spawn(async move {
@@ -319,9 +349,11 @@ impl Handler<Signal> for Supervisor {
 }
 
 /// Replace one process (or all) of a watcher, stopping it with `signal`
-/// and `timeout` (Circus's `kill`); yields the pids replaced.
+/// and `timeout` (Circus's `kill`). The handle yields at once the pids being
+/// replaced (or why none is); the inner handle resolves once each has its
+/// new process.
 #[derive(Message)]
-#[rtype(result = "Reply<Result<Vec<i32>, String>>")]
+#[rtype(result = "Reply<Result<(Vec<i32>, Done<()>), String>>")]
 pub struct Kill {
     pub name: String,
     pub pid: Option<i32>,
@@ -332,8 +364,9 @@ pub struct Kill {
 impl Handler<Kill> for Supervisor {
     type Result = MessageResult<Kill>;
     fn handle(&mut self, m: Kill, _: &mut Self::Context) -> Self::Result {
-        let Some(w) = self.registry.get(&m.name) else {
-            return MessageResult(Err(not_found(&m.name)));
+        let w = match self.target(&m.name) {
+            Ok(w) => w,
+            Err(e) => return MessageResult(Err(e)),
         };
         let r = w.addr.send(KillProcesses {
             pid: m.pid,
@@ -341,7 +374,11 @@ impl Handler<Kill> for Supervisor {
             timeout: m.timeout,
         });
         MessageResult(Ok(Done::spawn(async move {
-            r.await.unwrap_or_else(|e| Err(e.to_string()))
+            match r.await {
+                Ok(Ok((pids, rx))) => Ok((pids, Done(rx))),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(e.to_string()),
+            }
         })))
     }
 }

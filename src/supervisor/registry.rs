@@ -15,6 +15,8 @@ pub struct WatcherEntry {
     pub name: String,
     pub priority: i64,
     pub autostart: bool,
+    /// At most one process, whatever incr asks (fixed for the watcher's life).
+    pub singleton: bool,
     pub addr: Addr<WatcherActor>,
     pub logs: WatcherLogs,
 }

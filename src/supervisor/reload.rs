@@ -191,6 +191,9 @@ fn adjust_in_place(fd: i32, o: &SocketSpec, n: &SocketSpec) {
 
 impl Supervisor {
     fn reload(&mut self, dry_run: bool) -> Result<(Plan, Done<Vec<String>>), ApiError> {
+        if self.stopping {
+            return Err(ApiError::ShuttingDown);
+        }
         let path = self.config.borrow().path.clone();
         let new = config::load(&path, Some(Format::guess(&path))).map_err(|e| {
             ApiError::Invalid(format!(
@@ -249,6 +252,17 @@ impl Supervisor {
         let find = |name: &String| new.watchers.iter().find(|w| &w.name == name);
         for name in &plan.watchers_added {
             let Some(spec) = find(name) else { continue };
+            // Added at run time under the same name: it takes the file's spec.
+            if let Some(w) = self.registry.get(name) {
+                let r = w.addr.send(UpdateSpec {
+                    spec: spec.clone(),
+                    sockets: Some(infos.clone()),
+                    logs: None,
+                    roll: true,
+                });
+                work.push(Box::pin(async move { failure(r.await.ok()) }));
+                continue;
+            }
             match self.add_watcher(spec.clone()) {
                 Ok(e) => {
                     self.events.watcher(

@@ -76,6 +76,9 @@ impl Supervisor {
     /// Opens the watcher's log streams (an unwritable file is an error),
     /// starts its actor and registers it.
     pub(super) fn add_watcher(&self, spec: WatcherSpec) -> anyhow::Result<WatcherEntry> {
+        if self.registry.contains(&spec.name) {
+            anyhow::bail!("a watcher called {:?} already exists", spec.name);
+        }
         let history = spec
             .history_lines
             .unwrap_or_else(|| self.hub.default_history_lines());
@@ -87,6 +90,7 @@ impl Supervisor {
             name: spec.name.to_lowercase(),
             priority: spec.priority,
             autostart: spec.autostart,
+            singleton: spec.singleton,
             addr: WatcherActor::new(spec, &infos, self.events.clone(), logs.clone()).launch(),
             logs,
         };

@@ -28,8 +28,16 @@ const MAILBOX: usize = 1 << 16;
 
 pub struct WatcherActor {
     pub(super) spec: Arc<WatcherSpec>,
-    /// The spec before an update that is being rolled out, put back if the rollout fails.
-    rollback: Option<Arc<WatcherSpec>>,
+    /// The spec the running processes were last started or rolled with: a
+    /// failed rollout puts it back.
+    last_good: Arc<WatcherSpec>,
+    /// Bumped by every change of the spec other than numprocesses.
+    spec_version: u64,
+    /// Versions of `last_good` and of the spec the rollout in progress rolls onto.
+    last_good_version: u64,
+    rolling_to: Option<u64>,
+    /// Slots a rollout in progress added: their failure is the rollout's, not the watcher's.
+    pub(super) rollout_slots: std::collections::HashSet<u64>,
     pub(super) sockets: Arc<Vec<InheritedSocket>>,
     /// Keeps the daemon's socket fds open as long as a child may need them.
     fds: Vec<Arc<OwnedFd>>,
@@ -44,6 +52,8 @@ pub struct WatcherActor {
     scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
     /// What the next operation waits for before it begins (see [`Sequenced`]).
     gate: Option<Gate>,
+    /// The gate of a sequenced command the table queued behind the operation in progress.
+    queued_gate: Option<Gate>,
     /// (wid, failures) of the slot that gave up, for the `failed` event.
     pub(super) last_failure: (u32, u32),
 }
@@ -75,10 +85,15 @@ pub fn now_f64() -> f64 {
 impl WatcherActor {
     pub fn new(spec: WatcherSpec, sockets: &[SocketInfo], events: Events, logs: WatcherLogs) -> Self {
         let (inh, fds) = inherited(&spec, sockets);
+        let spec = Arc::new(spec);
         WatcherActor {
             numprocesses: spec.numprocesses,
-            spec: Arc::new(spec),
-            rollback: None,
+            last_good: spec.clone(),
+            spec: spec.clone(),
+            spec_version: 0,
+            last_good_version: 0,
+            rolling_to: None,
+            rollout_slots: Default::default(),
             sockets: Arc::new(inh),
             fds,
             slots: Slots::default(),
@@ -89,6 +104,7 @@ impl WatcherActor {
             next_ticket: 0,
             scaled: Vec::new(),
             gate: None,
+            queued_gate: None,
             last_failure: (0, 0),
         }
     }
@@ -178,13 +194,19 @@ impl WatcherActor {
     /// Feeds an event to the lifecycle table and performs what it decides.
     pub(super) fn feed(&mut self, ev: Event, ctx: &mut Context<Self>) {
         let before = self.state();
-        let rollout_done = matches!(ev, Event::RolloutDone { .. });
+        let rolled =
+            matches!(&ev, Event::RolloutDone { op, info } if *op == self.life.op() && info.errors.is_empty());
+        if rolled {
+            if let Some(to) = self.rolling_to.take() {
+                if to == self.spec_version {
+                    self.last_good = self.spec.clone();
+                }
+                self.last_good_version = to;
+            }
+        }
         let actions = self.life.step(ev);
         for a in actions {
             self.perform(a, ctx);
-        }
-        if rollout_done {
-            self.rollback = None;
         }
         let after = self.state();
         if before != after {
@@ -203,7 +225,8 @@ impl WatcherActor {
     fn perform(&mut self, a: Action, ctx: &mut Context<Self>) {
         match a {
             Action::RunStart { op } => {
-                self.rollback = None;
+                self.last_good = self.spec.clone();
+                self.last_good_version = self.spec_version;
                 self.after_gate(ctx, move |act, ctx| {
                     if act.life.op() == op {
                         let f = act.run_start(op);
@@ -212,7 +235,6 @@ impl WatcherActor {
                 });
             }
             Action::RunStop { op, hooks } => {
-                self.rollback = None;
                 self.after_gate(ctx, move |act, ctx| {
                     let f = act.run_stop(op, hooks);
                     ctx.spawn(f);
@@ -228,12 +250,13 @@ impl WatcherActor {
                     } else {
                         (act.spec.max_surge, act.spec.max_unavailable)
                     };
-                    let olds = act.slots.running();
+                    act.rolling_to = Some(act.spec_version);
+                    let olds = act.slots.running_ids();
                     let f = act.rollout(op, olds, surge, unavailable, ctx);
                     ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));
                 });
             }
-            Action::Scale => {
+            Action::Scale | Action::ScaleUp => {
                 // Starts nobody asked to wait for run on; never drop one (that cancels it).
                 for s in std::mem::take(&mut self.scaled) {
                     ctx.spawn(s.into_actor(self));
@@ -243,8 +266,11 @@ impl WatcherActor {
                         let _ = s.await;
                     }));
                 }
-                self.scale_down(ctx);
+                if a == Action::Scale {
+                    self.scale_down(ctx);
+                }
             }
+            Action::Trim => self.scale_down(ctx),
             Action::KillAll => {
                 for a in self.slots.all_addrs() {
                     a.do_send(KillSlot);
@@ -266,11 +292,14 @@ impl WatcherActor {
                 ctx.stop();
             }
             Action::RevertSpec => {
-                if let Some(prev) = self.rollback.take() {
+                // Unless a newer spec came meanwhile (its own rollout is queued).
+                let to = self.rolling_to.take();
+                if to == Some(self.spec_version) && self.last_good_version != self.spec_version {
                     tracing::warn!(watcher = %self.spec.name, "rollout failed: new processes use the previous spec again");
-                    let mut prev = (*prev).clone();
+                    let mut prev = (*self.last_good).clone();
                     prev.numprocesses = self.numprocesses;
                     self.set_spec(Arc::new(prev));
+                    self.last_good_version = self.spec_version;
                 }
             }
             Action::Reply(tickets, outcome) => self.reply(tickets, outcome),
@@ -307,7 +336,7 @@ impl WatcherActor {
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
-        match self.gate.take() {
+        match self.gate.take().or_else(|| self.queued_gate.take()) {
             None => f(self, ctx),
             Some(g) => {
                 ctx.spawn(g.0.into_actor(self).map(move |_, act, ctx| f(act, ctx)));
@@ -317,6 +346,7 @@ impl WatcherActor {
 
     /// Uses `spec` for every slot's next spawn.
     fn set_spec(&mut self, spec: Arc<WatcherSpec>) {
+        self.spec_version += 1;
         self.spec = spec.clone();
         for s in self.slots.live.values() {
             s.addr.do_send(UpdateSlotSpec(
@@ -396,6 +426,8 @@ pub enum Command {
 impl Handler<Command> for WatcherActor {
     type Result = ResponseFuture<Outcome>;
     fn handle(&mut self, m: Command, ctx: &mut Self::Context) -> Self::Result {
+        // A later command supersedes a queued one, and its gate.
+        self.queued_gate = None;
         let how = match m {
             Command::Restart(RestartHow::Rolling) if self.spec.send_hup => RestartHow::Hup,
             Command::Restart(h) => h,
@@ -440,7 +472,12 @@ impl Handler<Sequenced> for WatcherActor {
     fn handle(&mut self, m: Sequenced, ctx: &mut Self::Context) -> Self::Result {
         self.gate = Some(m.after);
         let r = self.handle(m.command, ctx);
-        self.gate = None;
+        // Queued behind the operation in progress: its turn comes later.
+        if let Some(g) = self.gate.take() {
+            if self.life.has_queued() {
+                self.queued_gate = Some(g);
+            }
+        }
         r
     }
 }
@@ -460,14 +497,15 @@ impl Handler<KillWatcher> for WatcherActor {
 /// Change the target number of processes, to a number or by a difference
 /// (so two concurrent `incr` add two).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "u32")]
+#[rtype(result = "(u32, bool)")]
 pub enum Resize {
     To(u32),
     By(i64),
 }
 
 impl Handler<Resize> for WatcherActor {
-    type Result = ResponseFuture<u32>;
+    /// The new number, and whether the watcher is a singleton.
+    type Result = ResponseFuture<(u32, bool)>;
     /// Replies once the added processes have been spawned (as Circus's
     /// `incr` does), so a `list` right after shows their pids.
     fn handle(&mut self, m: Resize, ctx: &mut Self::Context) -> Self::Result {
@@ -484,9 +522,10 @@ impl Handler<Resize> for WatcherActor {
         }
         self.feed(Event::Scale, ctx);
         let started = std::mem::take(&mut self.scaled);
+        let singleton = self.spec.singleton;
         Box::pin(async move {
             join_all(started).await;
-            n
+            (n, singleton)
         })
     }
 }
@@ -516,7 +555,6 @@ impl Handler<UpdateSpec> for WatcherActor {
             self.logs = l;
         }
         let numprocesses = m.spec.numprocesses;
-        let previous = self.spec.clone();
         self.set_spec(Arc::new(m.spec));
         self.publish(WatcherEvent::Updated, json!({}));
         let scaled = (self.numprocesses != numprocesses).then(|| self.handle(Resize::To(numprocesses), ctx));
@@ -529,9 +567,6 @@ impl Handler<UpdateSpec> for WatcherActor {
                     .into_actor(self),
                 );
             }
-            if self.rollback.is_none() {
-                self.rollback = Some(previous);
-            }
             return self.command(|t| Event::Restart(t, RestartHow::Rolling), ctx);
         }
         Box::pin(async move {
@@ -543,10 +578,61 @@ impl Handler<UpdateSpec> for WatcherActor {
     }
 }
 
+/// A change to a watcher's spec (`set`), applied by the watcher itself so
+/// that two changes never overwrite each other. Returns whether the
+/// processes must be replaced, or why the change is refused.
+pub type SpecEdit = Box<dyn FnOnce(&mut WatcherSpec) -> Result<bool, String> + Send>;
+
+/// Apply an edit to the spec; refused at once if invalid, otherwise the
+/// receiver yields the outcome (the rollout's, when processes are replaced).
+#[derive(Message)]
+#[rtype(result = "Result<oneshot::Receiver<Outcome>, String>")]
+pub struct EditSpec(pub SpecEdit);
+
+impl Handler<EditSpec> for WatcherActor {
+    type Result = MessageResult<EditSpec>;
+    fn handle(&mut self, m: EditSpec, ctx: &mut Self::Context) -> Self::Result {
+        let mut spec = (*self.spec).clone();
+        spec.numprocesses = self.numprocesses;
+        let roll = match (m.0)(&mut spec) {
+            Ok(r) => r,
+            Err(e) => return MessageResult(Err(e)),
+        };
+        let mut same = spec.clone();
+        same.numprocesses = self.spec.numprocesses;
+        let fut = if same == *self.spec && spec.numprocesses != self.numprocesses {
+            // Only numprocesses changed: a scale.
+            let r = self.handle(Resize::To(spec.numprocesses), ctx);
+            Box::pin(async move {
+                r.await;
+                Outcome::Done(StartInfo::default())
+            }) as ResponseFuture<Outcome>
+        } else {
+            self.handle(
+                UpdateSpec {
+                    spec,
+                    sockets: None,
+                    logs: None,
+                    roll,
+                },
+                ctx,
+            )
+        };
+        let (tx, rx) = oneshot::channel();
+        ctx.spawn(
+            async move {
+                let _ = tx.send(fut.await);
+            }
+            .into_actor(self),
+        );
+        MessageResult(Ok(rx))
+    }
+}
+
 /// Stop one process (or all) with an optional signal and graceful_timeout;
 /// each is replaced in its slot (Circus's `kill`).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<i32>, String>")]
+#[rtype(result = "Result<(Vec<i32>, oneshot::Receiver<()>), String>")]
 pub struct KillProcesses {
     pub pid: Option<i32>,
     pub signal: Option<Signum>,
@@ -554,8 +640,10 @@ pub struct KillProcesses {
 }
 
 impl Handler<KillProcesses> for WatcherActor {
-    type Result = ResponseFuture<Result<Vec<i32>, String>>;
-    fn handle(&mut self, m: KillProcesses, _: &mut Self::Context) -> Self::Result {
+    /// The pids being replaced at once (or why none is); the receiver
+    /// resolves once each has its new process.
+    type Result = MessageResult<KillProcesses>;
+    fn handle(&mut self, m: KillProcesses, ctx: &mut Self::Context) -> Self::Result {
         let targets: Vec<(Addr<ProcessActor>, i32)> = self
             .slots
             .live
@@ -564,8 +652,7 @@ impl Handler<KillProcesses> for WatcherActor {
             .filter(|(_, p)| m.pid.is_none_or(|want| want == *p))
             .collect();
         if let (Some(pid), true) = (m.pid, targets.is_empty()) {
-            let name = self.spec.name.clone();
-            return Box::pin(async move { Err(format!("process {pid} not found in '{name}'")) });
+            return MessageResult(Err(format!("process {pid} not found in '{}'", self.spec.name)));
         }
         let pids = targets.iter().map(|(_, p)| *p).collect();
         let replaced: Vec<_> = targets
@@ -577,9 +664,14 @@ impl Handler<KillProcesses> for WatcherActor {
                 })
             })
             .collect();
-        Box::pin(async move {
-            join_all(replaced).await;
-            Ok(pids)
-        })
+        let (tx, rx) = oneshot::channel();
+        ctx.spawn(
+            async move {
+                join_all(replaced).await;
+                let _ = tx.send(());
+            }
+            .into_actor(self),
+        );
+        MessageResult(Ok((pids, rx)))
     }
 }

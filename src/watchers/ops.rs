@@ -51,6 +51,15 @@ impl WatcherActor {
                 );
                 return Box::pin(fut::ready(()));
             }
+            // A scale sent while stopped: drop the slots above numprocesses.
+            while act.slots.live.len() as u32 > act.numprocesses {
+                let Some(wid) = act.slots.live.keys().next_back().copied() else {
+                    break;
+                };
+                if let Some(f) = act.retire(wid) {
+                    ctx.spawn(f);
+                }
+            }
             while (act.slots.live.len() as u32) < act.numprocesses {
                 act.add_slot(ctx);
             }
@@ -95,18 +104,24 @@ impl WatcherActor {
                 info
             };
             Box::pin(work.into_actor(act).then(move |info, act, _| {
-                act.hook(Hook::AfterStart)
-                    .into_actor(act)
-                    .map(move |_, act, ctx| {
-                        act.feed(
-                            Event::StartDone {
-                                op,
-                                info,
-                                aborted: false,
-                            },
-                            ctx,
-                        )
-                    })
+                // A start cancelled meanwhile runs no after_start (its stop ran after_stop).
+                let after = (act.life.op() == op).then(|| act.hook(Hook::AfterStart));
+                async move {
+                    if let Some(a) = after {
+                        a.await;
+                    }
+                }
+                .into_actor(act)
+                .map(move |_, act, ctx| {
+                    act.feed(
+                        Event::StartDone {
+                            op,
+                            info,
+                            aborted: false,
+                        },
+                        ctx,
+                    )
+                })
             }))
         }))
     }
@@ -150,7 +165,7 @@ impl WatcherActor {
     pub(super) fn rollout(
         &mut self,
         op: u64,
-        olds: Vec<(u32, i32)>,
+        olds: Vec<(u32, u64, i32)>,
         surge: u32,
         unavailable: u32,
         ctx: &mut Context<Self>,
@@ -163,8 +178,15 @@ impl WatcherActor {
             let mut draining = Vec::new();
             for chunk in olds.chunks(batch) {
                 let first = (unavailable as usize).min(chunk.len());
-                for (wid, pid) in &chunk[..first] {
-                    match me.send(RemoveSlot { op, wid: *wid }).await {
+                for (wid, id, pid) in &chunk[..first] {
+                    match me
+                        .send(RemoveSlot {
+                            op,
+                            wid: *wid,
+                            id: *id,
+                        })
+                        .await
+                    {
                         Ok(Some(gone)) => {
                             let _ = gone.await;
                         }
@@ -185,21 +207,31 @@ impl WatcherActor {
                         }
                     }
                 }
-                let ready = join_all(news.iter().map(|(_, a)| a.send(WaitReady))).await;
+                let ready = join_all(news.iter().map(|(_, _, a)| a.send(WaitReady))).await;
                 let before = info.errors.len();
                 collect(&mut info, ready);
                 if info.errors.len() > before {
                     let reason = info.errors.split_off(before).join("; ");
                     tracing::error!(watcher = %name, %reason, "rollout stopped: a new process is not ready; keeping the old ones");
-                    for (wid, _) in &news {
-                        let _ = me.send(RemoveSlot { op, wid: *wid }).await;
+                    for (wid, id, _) in &news {
+                        let _ = me
+                            .send(RemoveSlot {
+                                op,
+                                wid: *wid,
+                                id: *id,
+                            })
+                            .await;
                     }
                     info.errors
                         .push(format!("rollout of {name} stopped, old processes kept: {reason}"));
                     break;
                 }
-                for (wid, pid) in &chunk[first..] {
-                    draining.push(me.send(RemoveSlot { op, wid: *wid }));
+                for (wid, id, pid) in &chunk[first..] {
+                    draining.push(me.send(RemoveSlot {
+                        op,
+                        wid: *wid,
+                        id: *id,
+                    }));
                     info.stopped.push(*pid);
                 }
             }
@@ -210,8 +242,10 @@ impl WatcherActor {
             }
             info
         };
-        Box::pin(fut.into_actor(self).map(|info, act, _| {
-            if !info.errors.is_empty() {
+        Box::pin(fut.into_actor(self).map(move |info, act, _| {
+            act.rollout_slots.clear();
+            // A rollout cancelled by a later command did not fail.
+            if !info.errors.is_empty() && act.life.op() == op {
                 act.publish(
                     WatcherEvent::RolloutFailed,
                     json!({"reason": info.errors.join("; ")}),
@@ -247,20 +281,22 @@ impl Handler<StartIfCurrent> for WatcherActor {
 /// Internal: a new slot for a rollout, started at once; refused once
 /// another operation has begun.
 #[derive(Message)]
-#[rtype(result = "Option<(u32, Addr<ProcessActor>)>")]
+#[rtype(result = "Option<(u32, u64, Addr<ProcessActor>)>")]
 struct AddSlot {
     op: u64,
 }
 
 impl Handler<AddSlot> for WatcherActor {
-    type Result = Option<(u32, Addr<ProcessActor>)>;
+    type Result = Option<(u32, u64, Addr<ProcessActor>)>;
     fn handle(&mut self, m: AddSlot, ctx: &mut Self::Context) -> Self::Result {
         if self.life.op() != m.op || !self.life.state.running() {
             return None;
         }
         let (wid, addr) = self.add_slot(ctx);
+        let id = self.slots.live.get(&wid).map_or(0, |s| s.id);
+        self.rollout_slots.insert(id);
         addr.do_send(StartSlot);
-        Some((wid, addr))
+        Some((wid, id, addr))
     }
 }
 
@@ -272,6 +308,8 @@ impl Handler<AddSlot> for WatcherActor {
 struct RemoveSlot {
     op: u64,
     wid: u32,
+    /// The slot actor meant: the wid may have been freed and reused since.
+    id: u64,
 }
 
 impl Handler<RemoveSlot> for WatcherActor {
@@ -281,6 +319,10 @@ impl Handler<RemoveSlot> for WatcherActor {
             return None;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.slots.live.get(&m.wid).is_none_or(|s| s.id != m.id) {
+            let _ = tx.send(());
+            return Some(rx);
+        }
         match self.retire(m.wid) {
             Some(f) => {
                 ctx.spawn(f.map(move |_, _, _| {

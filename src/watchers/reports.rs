@@ -59,7 +59,7 @@ impl Handler<SlotReport> for WatcherActor {
                 if current && still && self.state() == WatcherState::Active {
                     let (surge, unavailable) = (self.spec.max_surge, self.spec.max_unavailable);
                     let op = self.life.op();
-                    let f = self.rollout(op, vec![(wid, pid)], surge, unavailable, ctx);
+                    let f = self.rollout(op, vec![(wid, m.slot_id, pid)], surge, unavailable, ctx);
                     // A scale during the replacement counted its extra process.
                     ctx.spawn(f.map(move |_, act, ctx| {
                         if act.life.op() == op {
@@ -69,7 +69,8 @@ impl Handler<SlotReport> for WatcherActor {
                 }
             }
             SlotEvent::Failed { failures } => {
-                if current {
+                // A new process of a rollout that gives up fails the rollout, not the watcher.
+                if current && !self.rollout_slots.contains(&m.slot_id) {
                     self.last_failure = (wid, failures);
                     self.feed(Event::SlotFailed, ctx);
                 }

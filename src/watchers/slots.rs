@@ -55,6 +55,14 @@ impl Slots {
         }
     }
 
+    /// (wid, slot id, pid) of the live slots that run a process.
+    pub(crate) fn running_ids(&self) -> Vec<(u32, u64, i32)> {
+        self.live
+            .iter()
+            .filter_map(|(w, s)| s.pid.map(|p| (*w, s.id, p)))
+            .collect()
+    }
+
     /// Pids of the live slots, by wid.
     pub(crate) fn running(&self) -> Vec<(u32, i32)> {
         self.live

@@ -12,11 +12,11 @@
 //!
 //! | state \ event | Start | Stop | Restart | Remove | Kill | Scale | StartDone | StopDone | RolloutDone | SlotFailed | AllEnded |
 //! |---|---|---|---|---|---|---|---|---|---|---|---|
-//! | Stopped | start → Starting | reply | start¹ → Starting | → Removed | kill | – | – | – | – | – | – |
-//! | Failed | start → Starting | reply → Stopped | start¹ → Starting | → Removed | kill | – | – | – | – | – | – |
-//! | Starting | join | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | scale | → Active² | – | – | cancel, stop → Stopping(failed) | note it³ |
+//! | Stopped | start → Starting | reply | start¹ → Starting | → Removed | kill | trim | – | – | – | – | – |
+//! | Failed | start → Starting | reply → Stopped | start¹ → Starting | → Removed | kill | trim | – | – | – | – | – |
+//! | Starting | join | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | –⁶ | → Active² | – | – | cancel, stop → Stopping(failed) | note it³ |
 //! | Active | reply running | stop → Stopping | roll⁴ → Reloading | stop, then remove | kill | scale | – | – | – | stop → Stopping(failed) | → Stopped |
-//! | Reloading | reply running | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | scale | → Active⁵ | – | – | cancel, stop → Stopping(failed) | cancel → Stopped |
+//! | Reloading | reply running | cancel, stop → Stopping | queue restart | cancel, stop, then remove | kill | scale up | → Active⁵ | – | – | cancel, stop → Stopping(failed) | cancel → Stopped |
 //! | Stopping | queue start | join; drop queued | queue start | queue remove | kill | – | – | → Stopped/Failed, then queued | – | – | – |
 //! | Removed | reply removed | reply removed | reply removed | reply removed | kill | – | – | – | – | – | – |
 //!
@@ -29,6 +29,8 @@
 //! ⁵ a failed rollout puts the previous spec back (`RevertSpec`); either way
 //!   the slots are then scaled to numprocesses (a scale during the rollout
 //!   counted its extra processes).
+//!
+//! ⁶ the start sizes the slots after its hook and scales again when it ends.
 //!
 //! `Remove { stop: false }` (`rm --nostop`) forgets the processes at once from
 //! every state but Removed. "cancel" answers the cancelled operation's
@@ -154,6 +156,11 @@ pub(crate) enum Action {
     },
     /// Add or remove slots to match numprocesses.
     Scale,
+    /// Add slots up to numprocesses, remove none (a rollout's extra
+    /// processes are trimmed when it ends).
+    ScaleUp,
+    /// Remove the slots above numprocesses (a stopped watcher).
+    Trim,
     KillAll,
     Hup,
     /// Let go of every process without stopping it.
@@ -170,14 +177,14 @@ pub(crate) enum Action {
 #[derive(Debug, Clone, PartialEq)]
 enum Queued {
     Start(Vec<Ticket>),
-    Restart(Vec<Ticket>),
+    Restart(RestartHow, Vec<Ticket>),
     Remove(Vec<Ticket>),
 }
 
 impl Queued {
     fn tickets(self) -> Vec<Ticket> {
         match self {
-            Queued::Start(t) | Queued::Restart(t) | Queued::Remove(t) => t,
+            Queued::Start(t) | Queued::Restart(_, t) | Queued::Remove(t) => t,
         }
     }
 }
@@ -214,6 +221,11 @@ const REMOVED: &str = "the watcher was removed";
 impl Lifecycle {
     pub(crate) fn op(&self) -> u64 {
         self.op
+    }
+
+    /// A command waits for the operation in progress.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued.is_some()
     }
 
     fn next_op(&mut self) -> u64 {
@@ -284,11 +296,14 @@ impl Lifecycle {
         }
     }
 
-    /// Queues a restart, merging with one already queued.
-    fn queue_restart(&mut self, t: Ticket) {
+    /// Queues a restart, merging with one already queued (the later mode wins).
+    fn queue_restart(&mut self, t: Ticket, how: RestartHow) {
         match &mut self.queued {
-            Some(Queued::Restart(v)) => v.push(t),
-            _ => self.queued = Some(Queued::Restart(vec![t])),
+            Some(Queued::Restart(h, v)) => {
+                *h = how;
+                v.push(t);
+            }
+            _ => self.queued = Some(Queued::Restart(how, vec![t])),
         }
     }
 
@@ -313,7 +328,7 @@ impl Lifecycle {
             (S::Stopped | S::Failed, E::Restart(t, _)) => self.begin_start(vec![t], &mut out),
             (S::Stopped | S::Failed, E::Remove(t, _)) => self.remove_now(vec![t], &mut out),
             (S::Stopped | S::Failed, E::Kill) => out.push(Action::KillAll),
-            (S::Stopped | S::Failed, E::Scale) => {}
+            (S::Stopped | S::Failed, E::Scale) => out.push(Action::Trim),
             (S::Stopped | S::Failed, E::StartDone { .. } | E::StopDone { .. } | E::RolloutDone { .. }) => {}
             (S::Stopped | S::Failed, E::SlotFailed | E::AllEnded) => {}
 
@@ -323,7 +338,7 @@ impl Lifecycle {
                 self.cancel(BY_STOP, &mut out);
                 self.begin_stop(vec![t], false, &mut out);
             }
-            (S::Starting, E::Restart(t, _)) => self.queue_restart(t),
+            (S::Starting, E::Restart(t, how)) => self.queue_restart(t, how),
             (S::Starting | S::Active | S::Reloading, E::Remove(t, false)) => {
                 self.cancel(BY_REMOVE, &mut out);
                 self.remove_now(vec![t], &mut out);
@@ -334,7 +349,8 @@ impl Lifecycle {
                 self.queued = Some(Queued::Remove(vec![t]));
             }
             (S::Starting, E::Kill) => out.push(Action::KillAll),
-            (S::Starting, E::Scale) => out.push(Action::Scale),
+            // The start sizes the slots after its hook, and again when it ends.
+            (S::Starting, E::Scale) => {}
             (
                 S::Starting,
                 E::StartDone {
@@ -373,6 +389,8 @@ impl Lifecycle {
                 } else {
                     self.state = S::Active;
                     out.push(Action::Publish(Publish::Start));
+                    // A scale sent during the start.
+                    out.push(Action::Scale);
                     if let Some(q) = self.queued.take() {
                         self.run_queued_while_active(q, &mut out);
                     }
@@ -387,8 +405,12 @@ impl Lifecycle {
             (S::Starting, E::AllEnded) => self.ended_early = true,
 
             // ---- Active
-            (S::Active | S::Reloading, E::Start(t)) => {
+            (S::Active, E::Start(t)) => {
                 out.push(Action::Scale);
+                out.push(Action::ReplyRunning(t));
+            }
+            (S::Reloading, E::Start(t)) => {
+                out.push(Action::ScaleUp);
                 out.push(Action::ReplyRunning(t));
             }
             (S::Active, E::Stop(t)) => self.begin_stop(vec![t], false, &mut out),
@@ -398,7 +420,8 @@ impl Lifecycle {
                 self.queued = Some(Queued::Remove(vec![t]));
             }
             (S::Active | S::Reloading, E::Kill) => out.push(Action::KillAll),
-            (S::Active | S::Reloading, E::Scale) => out.push(Action::Scale),
+            (S::Active, E::Scale) => out.push(Action::Scale),
+            (S::Reloading, E::Scale) => out.push(Action::ScaleUp),
             (S::Active, E::StartDone { .. } | E::StopDone { .. } | E::RolloutDone { .. }) => {}
             (S::Active, E::AllEnded) => {
                 self.state = S::Stopped;
@@ -411,7 +434,7 @@ impl Lifecycle {
                 self.cancel(BY_STOP, &mut out);
                 self.begin_stop(vec![t], false, &mut out);
             }
-            (S::Reloading, E::Restart(t, _)) => self.queue_restart(t),
+            (S::Reloading, E::Restart(t, how)) => self.queue_restart(t, how),
             (S::Reloading, E::Remove(t, true)) => {
                 self.cancel(BY_REMOVE, &mut out);
                 self.begin_stop(Vec::new(), false, &mut out);
@@ -454,7 +477,7 @@ impl Lifecycle {
                 self.joined.push(t);
                 // A later stop wins over a start or restart queued before it;
                 // a queued remove stays (the watcher is gone from the registry).
-                if matches!(self.queued, Some(Queued::Start(_) | Queued::Restart(_))) {
+                if matches!(self.queued, Some(Queued::Start(_) | Queued::Restart(..))) {
                     if let Some(q) = self.queued.take() {
                         out.push(Action::Reply(q.tickets(), Outcome::Canceled(BY_STOP)));
                     }
@@ -464,7 +487,11 @@ impl Lifecycle {
             }
             (S::Stopping { .. }, E::Remove(t, true)) => match &mut self.queued {
                 Some(Queued::Remove(v)) => v.push(t),
-                _ => self.queue(Queued::Remove(vec![t]), &mut out),
+                _ => {
+                    if let Some(old) = self.queued.replace(Queued::Remove(vec![t])) {
+                        out.push(Action::Reply(old.tickets(), Outcome::Canceled(BY_REMOVE)));
+                    }
+                }
             },
             (S::Stopping { .. }, E::Remove(t, false)) => {
                 self.cancel(BY_REMOVE, &mut out);
@@ -483,7 +510,7 @@ impl Lifecycle {
                 self.state = if failed { S::Failed } else { S::Stopped };
                 match self.queued.take() {
                     None => {}
-                    Some(Queued::Start(t) | Queued::Restart(t)) => self.begin_start(t, &mut out),
+                    Some(Queued::Start(t) | Queued::Restart(_, t)) => self.begin_start(t, &mut out),
                     Some(Queued::Remove(t)) => self.remove_now(t, &mut out),
                 }
             }
@@ -505,10 +532,19 @@ impl Lifecycle {
     /// A command queued behind a start or rollout, now that the watcher is Active.
     fn run_queued_while_active(&mut self, q: Queued, out: &mut Vec<Action>) {
         match q {
-            Queued::Restart(mut t) => {
-                let first = t.remove(0);
-                self.begin_restart(first, RestartHow::Rolling, out);
-                self.joined.extend(t);
+            Queued::Restart(how, t) => {
+                let mut t = t.into_iter();
+                let Some(first) = t.next() else { return };
+                self.begin_restart(first, how, out);
+                match how {
+                    RestartHow::Rolling | RestartHow::Sequential => self.joined.extend(t),
+                    RestartHow::StopStart => {
+                        if let Some(Queued::Start(v)) = &mut self.queued {
+                            v.extend(t);
+                        }
+                    }
+                    RestartHow::Hup => out.extend(t.map(Action::ReplyRunning)),
+                }
             }
             // Only a stop queues these, and a stop never waits behind a start.
             Queued::Start(t) => {
@@ -561,7 +597,11 @@ mod tests {
         });
         assert_eq!(
             a,
-            vec![A::Reply(vec![7], Outcome::Done(info)), A::Publish(Publish::Start)]
+            vec![
+                A::Reply(vec![7], Outcome::Done(info)),
+                A::Publish(Publish::Start),
+                A::Scale
+            ]
         );
         assert_eq!(l.state, S::Active);
     }
@@ -818,10 +858,21 @@ mod tests {
     #[test]
     fn scaling_acts_only_while_processes_are_wanted() {
         let mut l = Lifecycle::default();
-        assert_eq!(l.step(Event::Scale), vec![]);
+        assert_eq!(l.step(Event::Scale), vec![A::Trim]);
         l.step(Event::Start(1));
+        // The start sizes the slots itself, then scales when it ends.
+        assert_eq!(l.step(Event::Scale), vec![]);
+        let a = l.step(Event::StartDone {
+            op: 1,
+            info: StartInfo::default(),
+            aborted: false,
+        });
+        assert!(a.contains(&A::Scale));
         assert_eq!(l.step(Event::Scale), vec![A::Scale]);
-        l.step(Event::Stop(2));
+        // A rollout's extra processes are not scaled away.
+        l.step(Event::Restart(2, RestartHow::Rolling));
+        assert_eq!(l.step(Event::Scale), vec![A::ScaleUp]);
+        l.step(Event::Stop(3));
         assert_eq!(l.step(Event::Scale), vec![]);
     }
 

@@ -38,6 +38,17 @@ impl Daemon {
     }
 
     pub fn start_with(config: &str, ext: &str, extra_env: &[(&str, &str)]) -> Daemon {
+        Self::start_customized(config, ext, extra_env, |_| {})
+    }
+
+    /// As `start_with`, with a last say on the daemon's `Command` (inherited
+    /// fds, signal dispositions).
+    pub fn start_customized(
+        config: &str,
+        ext: &str,
+        extra_env: &[(&str, &str)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = config.replace("{dir}", dir.path().to_str().expect("utf8 temp path"));
         let path = dir.path().join(format!("ringmaster.{ext}"));
@@ -54,6 +65,7 @@ impl Daemon {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        customize(&mut cmd);
         let mut child = cmd.spawn().expect("start ringmaster");
         let stderr = child.stderr.take().expect("stderr");
         let mut stdout = child.stdout.take().expect("stdout");

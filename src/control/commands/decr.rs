@@ -1,5 +1,5 @@
 //! `decr`: remove `nb` (default 1) processes, the highest slots first.
-use super::util::{one, spec_of};
+use super::util::one;
 use super::Reply;
 use super::{props, Props};
 use crate::control::context::Ctx;
@@ -46,8 +46,9 @@ pub async fn execute(ctx: Ctx, r: Decr) -> Reply {
 /// `incr` (sign 1) and `decr` (sign -1): the watcher applies the difference,
 /// so concurrent ones add up.
 pub async fn change(ctx: Ctx, ScaleBy { name, nb, waiting }: ScaleBy, sign: i64) -> Reply {
-    let w = ctx.watcher(&name)?;
-    if spec_of(&w.addr).await?.singleton {
+    // From the registry: waiting for the watcher here would let a later
+    // command on it overtake this one.
+    if ctx.watcher(&name)?.singleton {
         let mut m = one("numprocesses", json!(1));
         m.insert("singleton".into(), json!(true));
         return Ok(m);
@@ -57,5 +58,8 @@ pub async fn change(ctx: Ctx, ScaleBy { name, nb, waiting }: ScaleBy, sign: i64)
     if !waiting {
         return Ok(Map::new());
     }
-    Ok(one("numprocesses", json!(done.wait().await.unwrap_or(0))))
+    Ok(one(
+        "numprocesses",
+        json!(done.wait().await.map_or(0, |(n, _)| n)),
+    ))
 }

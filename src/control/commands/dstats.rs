@@ -18,5 +18,7 @@ pub async fn execute(_: Ctx, _: Dstats) -> Reply {
     let mut m =
         info(pid, cpu.get(&pid).copied()).ok_or_else(|| CommandError::os("cannot read /proc/self"))?;
     m.insert("children".into(), json!([]));
+    // How a stop finds every descendant: "cgroup" or "tree".
+    m.insert("kill_mode".into(), json!(crate::containment::mode().as_str()));
     Ok(one("info", Value::Object(m)))
 }

@@ -67,15 +67,6 @@ pub async fn execute(ctx: Ctx, r: Kill) -> Reply {
         Some(t) => Some(Seconds::from_f64(t).map_err(CommandError::message)?.get()),
         None => None,
     };
-    if let Some(pid) = pid {
-        // Check the pid now so a wrong one is an error even without waiting.
-        let st = super::util::status_of(&ctx.watcher(&name)?.addr).await?;
-        if !st.processes.iter().any(|p| p.pid == Some(pid)) {
-            return Err(CommandError::message(format!(
-                "process {pid} not found in '{name}'"
-            )));
-        }
-    }
     let done = ctx
         .call(api::Kill {
             name,
@@ -84,10 +75,13 @@ pub async fn execute(ctx: Ctx, r: Kill) -> Reply {
             timeout,
         })
         .await?;
-    if waiting {
-        if let Some(r) = done.wait().await {
-            r.map_err(CommandError::message)?;
+    // The watcher answers at once which processes it replaces, or why none.
+    match done.wait().await {
+        Some(Ok((_, replaced))) if waiting => {
+            replaced.wait().await;
         }
+        Some(Err(e)) => return Err(CommandError::message(e)),
+        _ => {}
     }
     Ok(Map::new())
 }

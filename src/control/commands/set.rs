@@ -6,8 +6,8 @@ use super::{props, Props};
 use crate::config::{Seconds, Signum};
 use crate::control::context::Ctx;
 use crate::control::protocol::{prop_bool, prop_required_str, CommandError};
-use crate::supervisor::api::{Scale, Update};
-use crate::watchers::Resize;
+use crate::supervisor::api::Update;
+use crate::watchers::SpecEdit;
 use serde_json::{json, Map, Value};
 
 fn int(k: &str, v: &Value) -> Result<i64, CommandError> {
@@ -72,11 +72,35 @@ pub async fn execute(ctx: Ctx, r: Set) -> Reply {
         options: opts,
         waiting,
     } = r;
-    let w = ctx.watcher(&name)?;
-    let mut spec = (*super::util::spec_of(&w.addr).await?).clone();
+    // Checked once here for a prompt error; applied by the watcher to its
+    // current spec, so a concurrent change is not overwritten.
+    let only_count = opts.keys().all(|k| k == "numprocesses");
+    let check = opts.clone();
+    let edit: SpecEdit = Box::new(move |spec| apply(spec, &check).map_err(|e| e.reason));
+    let applied = ctx.call(Update { name, edit }).await?.wait().await;
+    let done = match applied {
+        Some(Ok(done)) => done,
+        Some(Err(reason)) => return Err(CommandError::message(reason)),
+        None => return Ok(Map::new()),
+    };
+    // As Circus, a change of numprocesses replies once the added processes are spawned.
+    if waiting || only_count {
+        if let Some(o) = done.wait().await {
+            super::util::checked(o.into_info())?;
+        }
+    }
+    Ok(Map::new())
+}
+
+/// Applies Circus's `set` options to `spec`; true when the processes must
+/// be replaced (what a process is changed: cmd, env, …).
+pub(crate) fn apply(
+    spec: &mut crate::config::WatcherSpec,
+    opts: &Map<String, Value>,
+) -> Result<bool, CommandError> {
     let mut reload = false;
     let mut numprocesses = None;
-    for (k, v) in &opts {
+    for (k, v) in opts {
         match k.as_str() {
             "numprocesses" => {
                 let n = int(k, v)?;
@@ -167,28 +191,15 @@ pub async fn execute(ctx: Ctx, r: Set) -> Reply {
         spec.numprocesses = n;
     }
     if reload {
-        check_command(&spec)?;
+        check_command(spec)?;
     }
-    let changed_other = opts.keys().any(|k| k != "numprocesses");
-    if changed_other {
-        let done = ctx
-            .call(Update {
-                name,
-                spec,
-                roll: reload,
-            })
-            .await?;
-        if waiting {
-            if let Some(o) = done.wait().await {
-                super::util::checked(o.into_info())?;
-            }
-        }
-    } else if let Some(n) = numprocesses {
-        // As Circus, reply once the added processes are spawned.
-        let to = Resize::To(n);
-        ctx.call(Scale { name, to }).await?.wait().await;
+    if let Some(n) = numprocesses {
+        spec.numprocesses = n;
     }
-    Ok(Map::new())
+    if reload {
+        check_command(spec)?;
+    }
+    Ok(reload)
 }
 
 /// What `add` and the config refuse, refused here too: a `set` that passed

@@ -1,0 +1,353 @@
+//! cgroup v2 containment: one cgroup per process slot, under a subtree of
+//! the daemon's own cgroup (`<own>/ringmaster.<daemon pid>/`).
+//!
+//! The child joins its slot's cgroup itself, before `execve`, by writing "0"
+//! to a `cgroup.procs` fd the parent opened: nothing it forks can start
+//! outside. A stop signals every member (`cgroup.procs`), the kill is one
+//! write to `cgroup.kill`, and "empty" is `populated 0` in `cgroup.events`.
+//!
+//! The slot cgroups enable no controller, so the daemon may stay in its own
+//! cgroup (the no-internal-process rule only forbids processes next to
+//! children that have controllers enabled). If the daemon's cgroup already
+//! delegates controllers to its children (only possible at the root, or when
+//! its `cgroup.subtree_control` is set), the daemon moves itself into a leaf
+//! `ringmaster.<pid>/daemon` so the rule still holds.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The daemon's writable cgroup v2 subtree.
+#[derive(Debug)]
+pub(crate) struct Hierarchy {
+    /// `<mount><own>/ringmaster.<pid>`: every slot cgroup lives here.
+    pub(crate) root: PathBuf,
+    /// Set when the daemon moved itself into a leaf of `root`.
+    daemon_leaf: Option<PathBuf>,
+    /// Slot cgroups that were still populated when their slot ended.
+    leftovers: Mutex<Vec<PathBuf>>,
+}
+
+/// The mount point of the cgroup2 (unified) hierarchy, from mountinfo.
+fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(|p| PathBuf::from(unescape(p)))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// This process's cgroup in the unified hierarchy (the `0::` line).
+fn own_cgroup(proc_cgroup: &str) -> Option<String> {
+    proc_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_end_matches(" (deleted)").to_string())
+}
+
+impl Hierarchy {
+    /// Creates the daemon's subtree, or says why cgroup mode is not possible here.
+    pub(crate) fn setup() -> Result<Hierarchy, String> {
+        let mountinfo =
+            fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("cannot read mountinfo: {e}"))?;
+        let mount = unified_mount(&mountinfo).ok_or("no cgroup2 hierarchy is mounted")?;
+        let cg = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let own = own_cgroup(&cg).ok_or("this process has no cgroup v2 (no 0:: line)")?;
+        let base = mount.join(own.trim_start_matches('/'));
+        let root = base.join(format!("ringmaster.{}", std::process::id()));
+        match fs::create_dir(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", root.display())),
+        }
+        let h = Hierarchy {
+            root: root.clone(),
+            daemon_leaf: None,
+            leftovers: Mutex::new(Vec::new()),
+        };
+        if !root.join("cgroup.kill").exists() {
+            h.remove_root();
+            return Err(format!("{} has no cgroup.kill (Linux < 5.14)", root.display()));
+        }
+        if let Err(e) = probe_join(&root) {
+            h.remove_root();
+            return Err(format!(
+                "a child cannot join a cgroup under {}: {e}",
+                root.display()
+            ));
+        }
+        remove_stale(&base);
+        let delegated = fs::read_to_string(base.join("cgroup.subtree_control"))
+            .map(|s| !s.trim().is_empty())
+            .unwrap_or(false);
+        if own != "/" && delegated {
+            let leaf = root.join("daemon");
+            let moved = fs::create_dir(&leaf)
+                .or_else(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .and_then(|()| fs::write(leaf.join("cgroup.procs"), b"0"));
+            if let Err(e) = moved {
+                h.remove_root();
+                return Err(format!("cannot move the daemon into {}: {e}", leaf.display()));
+            }
+            return Ok(Hierarchy {
+                daemon_leaf: Some(leaf),
+                ..h
+            });
+        }
+        Ok(h)
+    }
+
+    /// Creates the cgroup for one slot.
+    pub(crate) fn slot(&self, name: &str) -> io::Result<SlotCgroup> {
+        let dir = self.root.join(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}", dir.display()),
+                ))
+            }
+        }
+        let cg = SlotCgroup { dir };
+        if let Err(e) = cg.open_procs() {
+            let _ = fs::remove_dir(&cg.dir);
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// Queues a slot cgroup for removal once its last process is gone.
+    pub(crate) fn retire(&self, dir: PathBuf) {
+        if fs::remove_dir(&dir).is_err() && dir.exists() {
+            self.leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(dir);
+        }
+    }
+
+    /// Removes the retired cgroups that have emptied (after each reap).
+    pub(crate) fn sweep(&self) {
+        let mut l = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+        l.retain(|d| fs::remove_dir(d).is_err() && d.exists());
+    }
+
+    /// At daemon exit: kill what is left in every slot cgroup and remove the subtree.
+    pub(crate) fn teardown(&self) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let slots: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && Some(p.as_path()) != self.daemon_leaf.as_deref())
+            .collect();
+        for d in &slots {
+            if populated(d) {
+                tracing::warn!(cgroup = %d.display(), "killing what is left in a slot cgroup at exit");
+                let _ = fs::write(d.join("cgroup.kill"), b"1");
+            }
+        }
+        // cgroup.kill is asynchronous: give the kernel a bounded moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for d in &slots {
+            while populated(d) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if let Err(e) = fs::remove_dir(d) {
+                tracing::warn!(cgroup = %d.display(), "cannot remove cgroup at exit: {e}");
+            }
+        }
+        self.remove_root();
+    }
+
+    fn remove_root(&self) {
+        if self.daemon_leaf.is_none() {
+            let _ = fs::remove_dir(&self.root);
+        }
+    }
+}
+
+/// Forks a child that joins a test cgroup as spawned children will, so
+/// that `auto` does not pick a mode in which every spawn would fail (e.g. in
+/// a container whose cgroup files are visible but not writable).
+/// Called before the daemon starts any thread.
+fn probe_join(root: &Path) -> io::Result<()> {
+    let probe = root.join("probe");
+    fs::create_dir(&probe).or_else(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    let res = (|| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(probe.join("cgroup.procs"))?;
+        let fd = f.as_raw_fd();
+        // SAFETY: the child makes only async-signal-safe calls (write, _exit).
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                libc::_exit(if ok { 0 } else { *libc::__errno_location() & 0x7f });
+            }
+        }
+        let status = loop {
+            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
+        match status {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            nix::sys::wait::WaitStatus::Exited(_, errno) => Err(io::Error::from_raw_os_error(errno)),
+            other => Err(io::Error::other(format!("probe ended with {other:?}"))),
+        }
+    })();
+    let _ = fs::remove_dir(&probe);
+    res
+}
+
+/// Removes the empty subtrees that daemons which died without cleaning up
+/// left next to ours (never touching one whose daemon still runs).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ringmaster."))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(slots) = fs::read_dir(e.path()) {
+            for s in slots.flatten().filter(|s| s.path().is_dir()) {
+                let _ = fs::remove_dir(s.path());
+            }
+        }
+        let _ = fs::remove_dir(e.path());
+    }
+}
+
+/// True while any process is in the cgroup (or its children).
+pub(crate) fn populated(dir: &Path) -> bool {
+    match fs::read_to_string(dir.join("cgroup.events")) {
+        Ok(s) => s.lines().any(|l| l == "populated 1"),
+        Err(_) => false,
+    }
+}
+
+/// One slot's cgroup.
+#[derive(Debug)]
+pub(crate) struct SlotCgroup {
+    pub(crate) dir: PathBuf,
+}
+
+impl SlotCgroup {
+    /// The `cgroup.procs` a forked child writes "0" to, to join the cgroup:
+    /// opened for one spawn only, so a slot holds no fd between spawns.
+    pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
+        let path = CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cgroup path contains a NUL byte"))?;
+        // SAFETY: open on a valid C string; the fd is owned below.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot open {}/cgroup.procs: {e}", self.dir.display()),
+            ));
+        }
+        // SAFETY: fd was just returned by open.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub(crate) fn populated(&self) -> bool {
+        populated(&self.dir)
+    }
+
+    /// The pids in the cgroup now.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends `sig` to every process in the cgroup.
+    pub(crate) fn signal(&self, sig: i32) {
+        for pid in self.pids() {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// SIGKILLs every process in the cgroup, including ones forked meanwhile.
+    pub(crate) fn kill(&self) {
+        let r = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.kill"))
+            .and_then(|mut f| f.write_all(b"1"));
+        if let Err(e) = r {
+            tracing::warn!(cgroup = %self.dir.display(), "cannot write cgroup.kill: {e}");
+            self.signal(libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_unified_mount_and_own_cgroup() {
+        let mi = "30 1 0:26 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n\
+                  41 31 0:38 / /sys/fs/cgroup/un\\040ified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(unified_mount(mi), Some(PathBuf::from("/sys/fs/cgroup/un ified")));
+        assert_eq!(unified_mount("30 1 0:26 / /x ro - tmpfs tmpfs ro\n"), None);
+        assert_eq!(
+            own_cgroup("9:pids:/\n0::/user.slice/a.scope\n").as_deref(),
+            Some("/user.slice/a.scope")
+        );
+        assert_eq!(own_cgroup("9:pids:/\n"), None);
+    }
+}
