@@ -223,3 +223,246 @@ start_timeout = "700ms"
     assert_ne!(again, first);
     d.wait_msg("ready", Some("app"), secs(10));
 }
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_decr_while_stopped_applies_at_the_next_start() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.w]
+cmd = "sleep 1000"
+numprocesses = 3
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("w", 3, secs(10));
+    assert_eq!(
+        call(&d, "stop", json!({"name": "w", "waiting": true}))["status"],
+        "ok"
+    );
+    let r = call(&d, "decr", json!({"name": "w", "nb": 2, "waiting": true}));
+    assert_eq!(r["numprocesses"], 1, "{r}");
+    assert_eq!(
+        call(&d, "start", json!({"name": "w", "waiting": true}))["status"],
+        "ok"
+    );
+    assert_eq!(pids(&d, "w").len(), 1);
+    eventually("one process", secs(10), || descendants(d.pid()).len() == 1);
+}
+
+#[test]
+fn a_scale_during_a_rollout_neither_fails_nor_undoes_it() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.w]
+cmd = "sh -c 'sleep 0.5; echo READY; exec sleep 1001'"
+numprocesses = 2
+[watchers.w.ready]
+type = "log"
+pattern = "READY"
+start_timeout = "20s"
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("w", 2, secs(10));
+    for _ in 0..2 {
+        d.wait_msg("ready", Some("w"), secs(10));
+    }
+    let v2 = "sh -c 'sleep 0.5; echo READY; exec sleep 1002'";
+    let ep = endpoint(&d);
+    let setter = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut c = ringmaster::control::client::Client::connect(&ep, secs(30))
+                .await
+                .expect("connect");
+            c.call(
+                "set",
+                props(json!({"name": "w", "options": {"cmd": v2}, "waiting": true})),
+            )
+            .await
+            .expect("set")
+        })
+    });
+    // The rollout's first new process is up: scale down under it.
+    d.wait_spawned("w", 1, secs(10));
+    let r = call(&d, "decr", json!({"name": "w", "waiting": true}));
+    assert_eq!(r["numprocesses"], 1, "{r}");
+    let set = setter.join().expect("set thread");
+    assert_eq!(set["status"], "ok", "{set}");
+    let got = call(&d, "get", json!({"name": "w", "keys": ["cmd"]}));
+    assert_eq!(got["options"]["cmd"], json!(v2), "{got}");
+    eventually("one v2 process", secs(20), || {
+        let p = pids(&d, "w");
+        p.len() == 1 && cmdline(p[0]).contains("1002") && descendants(d.pid()).len() == 1
+    });
+}
+
+#[test]
+fn a_second_set_during_a_failing_rollout_wins() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.w]
+cmd = "sh -c 'echo READY; exec sleep 1001'"
+[watchers.w.ready]
+type = "log"
+pattern = "READY"
+start_timeout = "1s"
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("w", 1, secs(10));
+    d.wait_msg("ready", Some("w"), secs(10));
+    // v2 never becomes ready; v3 does.
+    let r = call(
+        &d,
+        "set",
+        json!({"name": "w", "options": {"cmd": "sh -c 'exec sleep 1002'"}}),
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    let v3 = "sh -c 'echo READY; exec sleep 1003'";
+    let r = call(
+        &d,
+        "set",
+        json!({"name": "w", "options": {"cmd": v3}, "waiting": true}),
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    let got = call(&d, "get", json!({"name": "w", "keys": ["cmd"]}));
+    assert_eq!(got["options"]["cmd"], json!(v3), "{got}");
+    eventually("the v3 process", secs(20), || {
+        let p = pids(&d, "w");
+        p.len() == 1 && cmdline(p[0]).contains("1003")
+    });
+}
+
+#[test]
+fn reloadconfig_takes_over_a_watcher_added_at_run_time() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.a]
+cmd = "sleep 1000"
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("a", 1, secs(10));
+    let r = call(
+        &d,
+        "add",
+        json!({"name": "b", "cmd": "sleep 1004", "start": true, "waiting": true}),
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    let mut text = std::fs::read_to_string(&d.config).expect("config");
+    text.push_str("\n[watchers.b]\ncmd = \"sleep 1005\"\n");
+    std::fs::write(&d.config, text).expect("write config");
+    let r = call(&d, "reloadconfig", json!({}));
+    assert_eq!(r["status"], "ok", "{r}");
+    eventually("b runs the file's command", secs(10), || {
+        let p = pids(&d, "b");
+        p.len() == 1 && cmdline(p[0]).contains("1005")
+    });
+    assert_eq!(
+        call(&d, "stop", json!({"name": "b", "waiting": true}))["status"],
+        "ok"
+    );
+    // Neither b's first process nor its successor is left.
+    eventually("b's processes gone", secs(10), || {
+        descendants(d.pid())
+            .iter()
+            .all(|p| !cmdline(*p).contains("1004") && !cmdline(*p).contains("1005"))
+    });
+}
+
+#[test]
+fn restart_of_all_stops_low_priority_first_and_starts_high_priority_first() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.db]
+cmd = "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'"
+priority = 10
+graceful_timeout = 1
+[watchers.app]
+cmd = "sleep 1000"
+priority = 1
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("db", 1, secs(10));
+    d.wait_spawned("app", 1, secs(10));
+    let r = call(&d, "restart", json!({"waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    let first = d.wait_for("a respawn", secs(10), |v| v["message"] == "spawned");
+    assert_eq!(first["watcher"], "db", "db (priority 10) starts first: {first}");
+    d.wait_spawned("app", 1, secs(10));
+}
+
+#[test]
+fn a_cancelled_start_runs_no_after_start_hook() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.w]
+cmd = "sh -c 'sleep 3; echo READY; exec sleep 1000'"
+autostart = false
+[watchers.w.ready]
+type = "log"
+pattern = "READY"
+start_timeout = "20s"
+[watchers.w.hooks]
+after_start = "echo after_start >> {dir}/hooks"
+after_stop = "echo after_stop >> {dir}/hooks"
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    let r = call(&d, "start", json!({"name": "w"}));
+    assert_eq!(r["status"], "ok", "{r}");
+    d.wait_spawned("w", 1, secs(10));
+    let r = call(&d, "stop", json!({"name": "w", "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    let hooks = d.path("hooks");
+    eventually("after_stop ran", secs(10), || {
+        std::fs::read_to_string(&hooks).is_ok_and(|s| s.contains("after_stop"))
+    });
+    // A cancelled start's after_start would have been launched before
+    // after_stop (when its process was gone, before the stop completed).
+    let text = std::fs::read_to_string(&hooks).unwrap_or_default();
+    assert!(!text.contains("after_start"), "{text}");
+}
+
+#[test]
+fn nothing_new_starts_while_the_daemon_shuts_down() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.slow]
+cmd = "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'"
+graceful_timeout = 3
+[watchers.idle]
+cmd = "sleep 1000"
+autostart = false
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("slow", 1, secs(10));
+    let ep = endpoint(&d);
+    let runtime = rt();
+    // Connected before the shutdown begins.
+    let mut c = runtime
+        .block_on(ringmaster::control::client::Client::connect(&ep, secs(10)))
+        .expect("connect");
+    d.signal(libc::SIGTERM);
+    d.wait_msg("stopping all watchers", None, secs(10));
+    let start = runtime
+        .block_on(c.call("start", props(json!({"name": "idle"}))))
+        .expect("start reply");
+    assert_eq!(start["status"], "error", "{start}");
+    let add = runtime
+        .block_on(c.call(
+            "add",
+            props(json!({"name": "late", "cmd": "sleep 1000", "start": true})),
+        ))
+        .expect("add reply");
+    assert_eq!(add["status"], "error", "{add}");
+    assert_eq!(d.wait_exit(secs(20)), 0);
+}
