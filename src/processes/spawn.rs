@@ -59,7 +59,6 @@ pub enum SpawnError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     Null,
-    Inherit,
     Pipe,
 }
 
@@ -600,7 +599,6 @@ pub fn spawn(
 
     let stdio = |o: Output| match o {
         Output::Null => Stdio::null(),
-        Output::Inherit => Stdio::inherit(),
         Output::Pipe => Stdio::piped(),
     };
     let mut cmd = Command::new(&program);

@@ -54,11 +54,6 @@ impl State {
             _ => None,
         }
     }
-
-    /// Settled: nothing is running and nothing is scheduled.
-    pub fn is_down(self) -> bool {
-        matches!(self, State::Idle | State::Stopped | State::Failed)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
