@@ -1,3 +1,4 @@
+use super::messages::*;
 use super::spawn::{self, InheritedSocket, Output, SpawnError};
 use super::spawner;
 use super::state::{backoff_delay, Action, Event, Lifecycle, Policy, State};
@@ -5,164 +6,49 @@ use crate::config::model::ReadyKind;
 use crate::config::{Signum, WatcherSpec};
 use crate::containment::SlotContainment;
 use crate::events::Events;
-use crate::readiness::notify::{Notify, NotifyRouter};
-use crate::readiness::state::{Event as Ready, Phase, Readiness};
-use crate::reaper::{ExitStatus, Exited, GroupGone, Reaper};
+use crate::readiness::notify::NotifyRouter;
+use crate::readiness::state::{Event as Ready, Readiness};
+use crate::reaper::{Exited, Reaper};
 use crate::streams::{StreamKind, WatcherLogs};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
-/// What a slot tells its watcher.
-#[derive(Debug, Clone)]
-pub enum SlotEvent {
-    Spawned {
-        pid: i32,
-    },
-    Ready {
-        pid: i32,
-    },
-    ReadyFailed {
-        pid: i32,
-        reason: String,
-    },
-    Exited {
-        pid: i32,
-        status: ExitStatus,
-        uptime: Duration,
-    },
-    SpawnFailed {
-        reason: String,
-    },
-    Backoff {
-        delay: Duration,
-        failures: u32,
-    },
-    Failed {
-        failures: u32,
-    },
-    Killed {
-        pid: i32,
-        signal: Signum,
-    },
-    /// max_age reached: the watcher replaces this process (rolling).
-    Aged {
-        pid: i32,
-    },
-    Stopped,
-}
-
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct SlotReport {
-    pub wid: u32,
-    /// Unique per slot actor: a wid can be reused while its old actor still reports.
-    pub slot_id: u64,
-    pub event: SlotEvent,
-}
-
 static NEXT_SLOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Start the slot; answers with the pid once the first spawn attempt is done.
-#[derive(Message)]
-#[rtype(result = "Option<i32>")]
-pub struct StartSlot;
-
-/// Answers with the pid once the process is ready, or why it will not be.
-#[derive(Message)]
-#[rtype(result = "Result<i32, String>")]
-pub struct WaitReady;
-
-/// Replace the process in place (stop, then spawn), optionally with another
-/// signal and timeout; answers with the new pid once spawned.
-#[derive(Message)]
-#[rtype(result = "Option<i32>")]
-pub struct ReplaceSlot {
-    pub signal: Option<Signum>,
-    pub timeout: Option<Duration>,
-}
-
-/// Forget the process without stopping it (`rm --nostop`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct DetachSlot;
-
-/// Use a new spec (and sockets) for the next spawns.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UpdateSlotSpec(
-    pub Arc<WatcherSpec>,
-    pub Arc<Vec<InheritedSocket>>,
-    pub WatcherLogs,
-);
-
-/// Stop gracefully; resolves once the process and its whole group are gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopSlot;
-
-/// SIGKILL the group now.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct KillSlot;
-
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct SignalSlot {
-    pub signal: Signum,
-    /// Signal the whole process group rather than only the process.
-    pub group: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProcInfo {
-    pub wid: u32,
-    pub pid: Option<i32>,
-    pub state: &'static str,
-    pub ready: bool,
-    pub status_text: Option<String>,
-    pub started: Option<SystemTime>,
-    pub restarts: u32,
-    pub argv: Vec<String>,
-}
-
-#[derive(Message)]
-#[rtype(result = "ProcInfo")]
-pub struct GetProcInfo;
 
 pub struct ProcessActor {
     pub(super) wid: u32,
     pub slot_id: u64,
     pub(super) spec: Arc<WatcherSpec>,
-    sockets: Arc<Vec<InheritedSocket>>,
-    watcher: Recipient<SlotReport>,
+    pub(super) sockets: Arc<Vec<InheritedSocket>>,
+    pub(super) watcher: Recipient<SlotReport>,
     pub(super) events: Events,
-    logs: WatcherLogs,
-    life: Lifecycle,
-    started_at: Option<Instant>,
-    started_wall: Option<SystemTime>,
-    spawns: u32,
-    argv: Vec<String>,
-    retry_timer: Option<SpawnHandle>,
-    grace_timer: Option<SpawnHandle>,
-    age_timer: Option<SpawnHandle>,
+    pub(super) logs: WatcherLogs,
+    pub(super) life: Lifecycle,
+    pub(super) started_at: Option<Instant>,
+    pub(super) started_wall: Option<SystemTime>,
+    pub(super) spawns: u32,
+    pub(super) argv: Vec<String>,
+    pub(super) retry_timer: Option<SpawnHandle>,
+    pub(super) grace_timer: Option<SpawnHandle>,
+    pub(super) age_timer: Option<SpawnHandle>,
     /// The readiness check in progress (timers, probe loop, log matcher).
     pub(super) checks: Vec<SpawnHandle>,
     pub(super) watchdog_timer: Option<SpawnHandle>,
-    stop_waiters: Vec<oneshot::Sender<()>>,
-    spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
-    ready_waiters: Vec<oneshot::Sender<Result<i32, String>>>,
+    pub(super) stop_waiters: Vec<oneshot::Sender<()>>,
+    pub(super) spawn_waiters: Vec<oneshot::Sender<Option<i32>>>,
+    pub(super) ready_waiters: Vec<oneshot::Sender<Result<i32, String>>>,
     /// Signal and timeout for the stop in progress, when a command chose them.
-    stop_override: Option<(Option<Signum>, Option<Duration>)>,
+    pub(super) stop_override: Option<(Option<Signum>, Option<Duration>)>,
     pub(super) readiness: Readiness,
-    status_text: Option<String>,
+    pub(super) status_text: Option<String>,
     pub(super) last_error: Option<String>,
-    detached: bool,
+    pub(super) detached: bool,
     /// Spawned, readiness to begin once the state machine says Running.
-    pending_ready: Option<i32>,
+    pub(super) pending_ready: Option<i32>,
     /// `Exited` received while the spawn's outcome was still on its way.
-    early_exits: Vec<Exited>,
+    pub(super) early_exits: Vec<Exited>,
     /// `ready.type = "log"`: fires when the current process prints a matching line.
     pub(super) log_ready: Option<oneshot::Receiver<()>>,
     /// Every process the slot started, for stops and kills.
@@ -213,7 +99,7 @@ impl ProcessActor {
         }
     }
 
-    fn policy(&self) -> Policy {
+    pub(super) fn policy(&self) -> Policy {
         Policy {
             respawn: self.spec.respawn,
             min_uptime: self.spec.restart.min_uptime,
@@ -233,7 +119,7 @@ impl ProcessActor {
         });
     }
 
-    fn pgid(&self) -> Option<i32> {
+    pub(super) fn pgid(&self) -> Option<i32> {
         match self.life.state {
             State::Running { pid } | State::Stopping { pid } => Some(pid),
             State::Draining { pgid } => Some(pgid),
@@ -260,7 +146,7 @@ impl ProcessActor {
         }
     }
 
-    fn resolve_spawn_waiters(&mut self, pid: Option<i32>) {
+    pub(super) fn resolve_spawn_waiters(&mut self, pid: Option<i32>) {
         for w in self.spawn_waiters.drain(..) {
             let _ = w.send(pid);
         }
@@ -272,7 +158,11 @@ impl ProcessActor {
         }
     }
 
-    fn cancel(&mut self, ctx: &mut Context<Self>, which: &[fn(&mut Self) -> &mut Option<SpawnHandle>]) {
+    pub(super) fn cancel(
+        &mut self,
+        ctx: &mut Context<Self>,
+        which: &[fn(&mut Self) -> &mut Option<SpawnHandle>],
+    ) {
         for f in which {
             if let Some(h) = f(self).take() {
                 ctx.cancel_future(h);
@@ -280,7 +170,12 @@ impl ProcessActor {
         }
     }
 
-    fn perform(&mut self, a: Action, pgid_before: Option<i32>, ctx: &mut Context<Self>) -> Option<Event> {
+    pub(super) fn perform(
+        &mut self,
+        a: Action,
+        pgid_before: Option<i32>,
+        ctx: &mut Context<Self>,
+    ) -> Option<Event> {
         let wid = self.wid;
         match a {
             Action::Spawn => {
@@ -413,7 +308,7 @@ impl ProcessActor {
     /// Forks and execs on a spawner thread; the outcome comes back as
     /// `Spawned` / `SpawnFailed` while the actor keeps handling messages
     /// (the state machine is in `Spawning` meanwhile).
-    fn spawn(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn spawn(&mut self, ctx: &mut Context<Self>) {
         let out = if self.spec.close_child_stdout {
             Output::Null
         } else {
@@ -475,7 +370,7 @@ impl ProcessActor {
         );
     }
 
-    fn spawned(
+    pub(super) fn spawned(
         &mut self,
         res: Result<spawn::Spawned, SpawnError>,
         notify: Option<&'static NotifyRouter>,
@@ -573,212 +468,5 @@ impl Actor for ProcessActor {
             return;
         }
         self.containment.end(self.life.state.pid());
-    }
-}
-
-impl Handler<StartSlot> for ProcessActor {
-    type Result = ResponseFuture<Option<i32>>;
-    fn handle(&mut self, _: StartSlot, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.spawn_waiters.push(tx);
-        self.feed(Event::Start, ctx);
-        if let Some(pid) = self.life.state.pid() {
-            // Already running: nothing was spawned.
-            self.resolve_spawn_waiters(Some(pid));
-        }
-        Box::pin(async move { rx.await.ok().flatten() })
-    }
-}
-
-impl Handler<WaitReady> for ProcessActor {
-    type Result = ResponseFuture<Result<i32, String>>;
-    fn handle(&mut self, _: WaitReady, _: &mut Self::Context) -> Self::Result {
-        let r = match self.life.state {
-            State::Running { pid } if self.readiness.is_ready() => Some(Ok(pid)),
-            State::Running { .. } | State::Spawning => None,
-            other => Some(Err(self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| format!("process is not running ({})", other.name())))),
-        };
-        if let Some(r) = r {
-            return Box::pin(async move { r });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.ready_waiters.push(tx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("process slot went away".into())) })
-    }
-}
-
-impl Handler<ReplaceSlot> for ProcessActor {
-    type Result = ResponseFuture<Option<i32>>;
-    fn handle(&mut self, m: ReplaceSlot, ctx: &mut Self::Context) -> Self::Result {
-        if self.life.state.pid().is_none() {
-            return Box::pin(async { None });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.spawn_waiters.push(tx);
-        self.stop_override = Some((m.signal, m.timeout));
-        self.feed(Event::Replace, ctx);
-        Box::pin(async move { rx.await.ok().flatten() })
-    }
-}
-
-impl Handler<DetachSlot> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, _: DetachSlot, ctx: &mut Self::Context) {
-        self.detached = true;
-        ctx.stop();
-    }
-}
-
-impl Handler<UpdateSlotSpec> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, m: UpdateSlotSpec, _: &mut Self::Context) {
-        self.readiness.set_watchdog(m.0.ready.watchdog_timeout.is_some());
-        self.spec = m.0;
-        self.sockets = m.1;
-        self.logs = m.2;
-    }
-}
-
-impl Handler<StopSlot> for ProcessActor {
-    type Result = ResponseFuture<()>;
-    fn handle(&mut self, _: StopSlot, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.stop_waiters.push(tx);
-        self.feed(Event::Stop, ctx);
-        Box::pin(async move {
-            let _ = rx.await;
-        })
-    }
-}
-
-impl Handler<KillSlot> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, _: KillSlot, ctx: &mut Self::Context) {
-        self.feed(Event::Kill, ctx);
-    }
-}
-
-impl Handler<SignalSlot> for ProcessActor {
-    type Result = Result<(), String>;
-    fn handle(&mut self, m: SignalSlot, _: &mut Self::Context) -> Self::Result {
-        let pid = self
-            .life
-            .state
-            .pid()
-            .ok_or_else(|| "process is not running".to_string())?;
-        // SAFETY: plain syscalls.
-        let rc = if m.group {
-            unsafe { libc::killpg(pid, m.signal.0) }
-        } else {
-            unsafe { libc::kill(pid, m.signal.0) }
-        };
-        if rc != 0 {
-            return Err(format!(
-                "cannot signal {pid}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Handler<Exited> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, m: Exited, ctx: &mut Self::Context) {
-        if self.life.state == State::Spawning {
-            // The reaper knew the pid before the spawner thread told us.
-            self.early_exits.push(m);
-            return;
-        }
-        if self.life.state.pid() != Some(m.pid) {
-            return; // a process whose exec failed, already accounted for
-        }
-        if let Some(r) = NotifyRouter::get() {
-            r.unregister(m.pid);
-        }
-        let lived = self.started_at.map_or(Duration::ZERO, |t| t.elapsed());
-        // A process that failed its readiness check failed to start, however long it took.
-        let failed_ready = self.readiness.phase == Phase::Failed { pid: m.pid };
-        let uptime = if failed_ready { Duration::ZERO } else { lived };
-        tracing::info!(watcher = %self.spec.name, wid = self.wid, pid = m.pid, status = %m.status, uptime_ms = lived.as_millis() as u64, "exited");
-        if !self.readiness.is_ready() && self.last_error.is_none() {
-            self.last_error = Some(format!("process exited before it was ready ({})", m.status));
-        }
-        self.ready_step(Ready::Exited { pid: m.pid }, ctx);
-        self.report(SlotEvent::Exited {
-            pid: m.pid,
-            status: m.status,
-            uptime: lived,
-        });
-        if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterReap) {
-            let (spec, events, wid, pid) = (self.spec.clone(), self.events.clone(), self.wid, m.pid);
-            actix::spawn(async move {
-                crate::hooks::run(
-                    &spec,
-                    &events,
-                    crate::hooks::Hook::AfterReap,
-                    Some(pid),
-                    Some(wid),
-                )
-                .await;
-            });
-        }
-        let group_alive = self.containment.alive_after_exit(&m.group);
-        self.feed(
-            Event::Exited {
-                pid: m.pid,
-                uptime,
-                group_alive,
-            },
-            ctx,
-        );
-    }
-}
-
-impl Handler<GroupGone> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, _: GroupGone, ctx: &mut Self::Context) {
-        self.feed(Event::GroupEmpty, ctx);
-    }
-}
-
-impl Handler<Notify> for ProcessActor {
-    type Result = ();
-    fn handle(&mut self, m: Notify, ctx: &mut Self::Context) {
-        let Some(pid) = self.life.state.pid() else { return };
-        if let Some(s) = &m.status {
-            self.status_text = Some(s.clone());
-        }
-        if m.reloading {
-            self.ready_step(Ready::Reloading { pid }, ctx);
-        }
-        if m.stopping {
-            tracing::info!(watcher = %self.spec.name, wid = self.wid, pid, "process says it is stopping");
-        }
-        if m.ready {
-            self.ready_step(Ready::Passed { pid }, ctx);
-        }
-        if m.watchdog {
-            self.ready_step(Ready::Ping { pid }, ctx);
-        }
-    }
-}
-
-impl Handler<GetProcInfo> for ProcessActor {
-    type Result = MessageResult<GetProcInfo>;
-    fn handle(&mut self, _: GetProcInfo, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ProcInfo {
-            wid: self.wid,
-            pid: self.life.state.pid(),
-            state: self.life.state.name(),
-            ready: self.readiness.is_ready(),
-            status_text: self.status_text.clone(),
-            started: self.started_wall.filter(|_| self.life.state.pid().is_some()),
-            restarts: self.spawns.saturating_sub(1),
-            argv: self.argv.clone(),
-        })
     }
 }

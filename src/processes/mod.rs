@@ -3,13 +3,16 @@
 //! [`state`].
 
 mod actor;
+mod handlers;
+mod messages;
 mod readiness;
 pub mod spawn;
 pub mod spawner;
 pub mod state;
 pub mod substitute;
 
-pub use actor::{
-    DetachSlot, GetProcInfo, KillSlot, ProcInfo, ProcessActor, ReplaceSlot, SignalSlot, SlotEvent,
-    SlotReport, StartSlot, StopSlot, UpdateSlotSpec, WaitReady,
+pub use actor::ProcessActor;
+pub use messages::{
+    DetachSlot, GetProcInfo, KillSlot, ProcInfo, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
+    StopSlot, UpdateSlotSpec, WaitReady,
 };

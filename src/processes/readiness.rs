@@ -3,7 +3,8 @@
 //! notify, log line, TCP, HTTP, command), confirm or fail it, run the
 //! watchdog.
 
-use super::actor::{ProcessActor, SlotEvent};
+use super::actor::ProcessActor;
+use super::messages::SlotEvent;
 use super::state::Event;
 use crate::config::model::ReadyKind;
 use crate::events::WatcherEvent;

@@ -1,20 +1,18 @@
 //! The watcher actor: performs what its lifecycle table (`state.rs`)
 //! decides, and feeds back the outcomes of the operations it runs.
 
+use super::commands::Gate;
 use super::slots::{Slot, Slots};
-use super::state::{Action, Event, Lifecycle, Outcome, Publish, RestartHow, Ticket, WatcherState};
+use super::state::{Action, Event, Lifecycle, Outcome, Publish, Ticket, WatcherState};
 use super::StartInfo;
 use crate::config::{Signum, WatcherSpec};
 use crate::events::{Events, WatcherEvent};
 use crate::hooks::Hook;
 use crate::processes::spawn::InheritedSocket;
-use crate::processes::{
-    DetachSlot, KillSlot, ProcessActor, ReplaceSlot, SignalSlot, StartSlot, StopSlot, UpdateSlotSpec,
-};
+use crate::processes::{DetachSlot, KillSlot, ProcessActor, SignalSlot, StartSlot, StopSlot, UpdateSlotSpec};
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
 use actix::prelude::*;
-use futures::future::join_all;
 use serde_json::json;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -30,35 +28,38 @@ pub struct WatcherActor {
     pub(super) spec: Arc<WatcherSpec>,
     /// The spec the running processes were last started or rolled with: a
     /// failed rollout puts it back.
-    last_good: Arc<WatcherSpec>,
+    pub(super) last_good: Arc<WatcherSpec>,
     /// Bumped by every change of the spec other than numprocesses.
-    spec_version: u64,
+    pub(super) spec_version: u64,
     /// Versions of `last_good` and of the spec the rollout in progress rolls onto.
-    last_good_version: u64,
-    rolling_to: Option<u64>,
+    pub(super) last_good_version: u64,
+    pub(super) rolling_to: Option<u64>,
     /// Slots a rollout in progress added: their failure is the rollout's, not the watcher's.
     pub(super) rollout_slots: std::collections::HashSet<u64>,
     pub(super) sockets: Arc<Vec<InheritedSocket>>,
     /// Keeps the daemon's socket fds open as long as a child may need them.
-    fds: Vec<Arc<OwnedFd>>,
+    pub(super) fds: Vec<Arc<OwnedFd>>,
     pub(super) slots: Slots,
     pub(super) numprocesses: u32,
     pub(super) life: Lifecycle,
     pub(super) events: Events,
     pub(super) logs: WatcherLogs,
-    waiters: HashMap<Ticket, oneshot::Sender<Outcome>>,
-    next_ticket: Ticket,
+    pub(super) waiters: HashMap<Ticket, oneshot::Sender<Outcome>>,
+    pub(super) next_ticket: Ticket,
     /// Starts of slots added by the last `Scale`, for whoever asked for it.
-    scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
+    pub(super) scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
     /// What the next operation waits for before it begins (see [`Sequenced`]).
-    gate: Option<Gate>,
+    pub(super) gate: Option<Gate>,
     /// The gate of a sequenced command the table queued behind the operation in progress.
-    queued_gate: Option<Gate>,
+    pub(super) queued_gate: Option<Gate>,
     /// (wid, failures) of the slot that gave up, for the `failed` event.
     pub(super) last_failure: (u32, u32),
 }
 
-fn inherited(spec: &WatcherSpec, sockets: &[SocketInfo]) -> (Vec<InheritedSocket>, Vec<Arc<OwnedFd>>) {
+pub(super) fn inherited(
+    spec: &WatcherSpec,
+    sockets: &[SocketInfo],
+) -> (Vec<InheritedSocket>, Vec<Arc<OwnedFd>>) {
     let chosen: Vec<&SocketInfo> = spec
         .sockets
         .iter()
@@ -173,7 +174,7 @@ impl WatcherActor {
         self.life.state
     }
 
-    fn ticket(&mut self) -> (Ticket, oneshot::Receiver<Outcome>) {
+    pub(super) fn ticket(&mut self) -> (Ticket, oneshot::Receiver<Outcome>) {
         self.next_ticket += 1;
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(self.next_ticket, tx);
@@ -181,7 +182,7 @@ impl WatcherActor {
     }
 
     /// Feeds a command to the table; resolves with its outcome.
-    fn command(
+    pub(super) fn command(
         &mut self,
         make: impl FnOnce(Ticket) -> Event,
         ctx: &mut Context<Self>,
@@ -214,7 +215,7 @@ impl WatcherActor {
         }
     }
 
-    fn reply(&mut self, tickets: Vec<Ticket>, outcome: Outcome) {
+    pub(super) fn reply(&mut self, tickets: Vec<Ticket>, outcome: Outcome) {
         for t in tickets {
             if let Some(tx) = self.waiters.remove(&t) {
                 let _ = tx.send(outcome.clone());
@@ -222,7 +223,7 @@ impl WatcherActor {
         }
     }
 
-    fn perform(&mut self, a: Action, ctx: &mut Context<Self>) {
+    pub(super) fn perform(&mut self, a: Action, ctx: &mut Context<Self>) {
         match a {
             Action::RunStart { op } => {
                 self.last_good = self.spec.clone();
@@ -331,7 +332,7 @@ impl WatcherActor {
     }
 
     /// Runs `f` now, or once the gate of the command being handled opens.
-    fn after_gate(
+    pub(super) fn after_gate(
         &mut self,
         ctx: &mut Context<Self>,
         f: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
@@ -345,7 +346,7 @@ impl WatcherActor {
     }
 
     /// Uses `spec` for every slot's next spawn.
-    fn set_spec(&mut self, spec: Arc<WatcherSpec>) {
+    pub(super) fn set_spec(&mut self, spec: Arc<WatcherSpec>) {
         self.spec_version += 1;
         self.spec = spec.clone();
         for s in self.slots.live.values() {
@@ -360,7 +361,7 @@ impl WatcherActor {
     /// Adds slots up to numprocesses and starts them, `warmup_delay` apart.
     /// Returns the starts made at once (each resolves when its process has
     /// been spawned).
-    fn scale_up(&mut self, ctx: &mut Context<Self>) -> Vec<Request<ProcessActor, StartSlot>> {
+    pub(super) fn scale_up(&mut self, ctx: &mut Context<Self>) -> Vec<Request<ProcessActor, StartSlot>> {
         let warmup = self.spec.warmup_delay;
         let op = self.life.op();
         let mut started = Vec::new();
@@ -386,7 +387,7 @@ impl WatcherActor {
     }
 
     /// Stops and takes out the highest slots above numprocesses.
-    fn scale_down(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn scale_down(&mut self, ctx: &mut Context<Self>) {
         while self.slots.live.len() as u32 > self.numprocesses {
             let Some(wid) = self.slots.live.keys().next_back().copied() else {
                 break;
@@ -405,273 +406,5 @@ impl Actor for WatcherActor {
         for a in self.slots.all_addrs() {
             a.do_send(KillSlot);
         }
-    }
-}
-
-/// A command to a watcher; resolves with its outcome once it took effect or
-/// a later command cancelled it.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Outcome")]
-pub enum Command {
-    /// Start the processes (also leaves `failed`); done when each is ready or failed readiness.
-    Start,
-    /// Stop every process gracefully; done when all are gone.
-    Stop,
-    /// Replace the processes.
-    Restart(RestartHow),
-    /// Stop (or, with `stop: false`, forget) every process, then end the actor.
-    Remove { stop: bool },
-}
-
-impl Handler<Command> for WatcherActor {
-    type Result = ResponseFuture<Outcome>;
-    fn handle(&mut self, m: Command, ctx: &mut Self::Context) -> Self::Result {
-        // A later command supersedes a queued one, and its gate.
-        self.queued_gate = None;
-        let how = match m {
-            Command::Restart(RestartHow::Rolling) if self.spec.send_hup => RestartHow::Hup,
-            Command::Restart(h) => h,
-            _ => RestartHow::Rolling,
-        };
-        self.command(
-            |t| match m {
-                Command::Start => Event::Start(t),
-                Command::Stop => Event::Stop(t),
-                Command::Restart(_) => Event::Restart(t, how),
-                Command::Remove { stop } => Event::Remove(t, stop),
-            },
-            ctx,
-        )
-    }
-}
-
-/// Opens when an earlier command (on another watcher) has taken effect.
-#[derive(Clone)]
-pub struct Gate(futures::future::Shared<oneshot::Receiver<()>>);
-
-impl Gate {
-    /// A gate and the sender that opens it (dropping the sender opens it too).
-    pub fn new() -> (oneshot::Sender<()>, Gate) {
-        let (tx, rx) = oneshot::channel();
-        (tx, Gate(futures::FutureExt::shared(rx)))
-    }
-}
-
-/// A command queued now, in arrival order, whose operation begins only once
-/// `after` opens: `start` of several watchers starts them in priority order
-/// without letting a later command on one of them be overtaken.
-#[derive(Message)]
-#[rtype(result = "Outcome")]
-pub struct Sequenced {
-    pub command: Command,
-    pub after: Gate,
-}
-
-impl Handler<Sequenced> for WatcherActor {
-    type Result = ResponseFuture<Outcome>;
-    fn handle(&mut self, m: Sequenced, ctx: &mut Self::Context) -> Self::Result {
-        self.gate = Some(m.after);
-        let r = self.handle(m.command, ctx);
-        // Queued behind the operation in progress: its turn comes later.
-        if let Some(g) = self.gate.take() {
-            if self.life.has_queued() {
-                self.queued_gate = Some(g);
-            }
-        }
-        r
-    }
-}
-
-/// SIGKILL every process group at once (second SIGINT).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct KillWatcher;
-
-impl Handler<KillWatcher> for WatcherActor {
-    type Result = ();
-    fn handle(&mut self, _: KillWatcher, ctx: &mut Self::Context) {
-        self.feed(Event::Kill, ctx);
-    }
-}
-
-/// Change the target number of processes, to a number or by a difference
-/// (so two concurrent `incr` add two).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "(u32, bool)")]
-pub enum Resize {
-    To(u32),
-    By(i64),
-}
-
-impl Handler<Resize> for WatcherActor {
-    /// The new number, and whether the watcher is a singleton.
-    type Result = ResponseFuture<(u32, bool)>;
-    /// Replies once the added processes have been spawned (as Circus's
-    /// `incr` does), so a `list` right after shows their pids.
-    fn handle(&mut self, m: Resize, ctx: &mut Self::Context) -> Self::Result {
-        let n = match m {
-            Resize::To(n) => n,
-            Resize::By(d) => i64::from(self.numprocesses)
-                .saturating_add(d)
-                .clamp(0, i64::from(super::MAX_PROCESSES)) as u32,
-        };
-        let n = if self.spec.singleton { n.min(1) } else { n };
-        self.numprocesses = n;
-        if self.spec.numprocesses != n {
-            Arc::make_mut(&mut self.spec).numprocesses = n;
-        }
-        self.feed(Event::Scale, ctx);
-        let started = std::mem::take(&mut self.scaled);
-        let singleton = self.spec.singleton;
-        Box::pin(async move {
-            join_all(started).await;
-            (n, singleton)
-        })
-    }
-}
-
-/// Use a changed spec (and sockets): new processes get it; with `roll`, the
-/// running ones are replaced (rolling), and a failed rollout puts the
-/// previous spec back.
-#[derive(Message)]
-#[rtype(result = "Outcome")]
-pub struct UpdateSpec {
-    pub spec: WatcherSpec,
-    pub sockets: Option<Vec<SocketInfo>>,
-    /// New log destinations (when the stream config changed).
-    pub logs: Option<WatcherLogs>,
-    pub roll: bool,
-}
-
-impl Handler<UpdateSpec> for WatcherActor {
-    type Result = ResponseFuture<Outcome>;
-    fn handle(&mut self, m: UpdateSpec, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(socks) = &m.sockets {
-            let (inh, fds) = inherited(&m.spec, socks);
-            self.sockets = Arc::new(inh);
-            self.fds = fds;
-        }
-        if let Some(l) = m.logs {
-            self.logs = l;
-        }
-        let numprocesses = m.spec.numprocesses;
-        self.set_spec(Arc::new(m.spec));
-        self.publish(WatcherEvent::Updated, json!({}));
-        let scaled = (self.numprocesses != numprocesses).then(|| self.handle(Resize::To(numprocesses), ctx));
-        if m.roll && self.state().running() {
-            if let Some(s) = scaled {
-                ctx.spawn(
-                    async move {
-                        s.await;
-                    }
-                    .into_actor(self),
-                );
-            }
-            return self.command(|t| Event::Restart(t, RestartHow::Rolling), ctx);
-        }
-        Box::pin(async move {
-            if let Some(scaled) = scaled {
-                scaled.await;
-            }
-            Outcome::Done(StartInfo::default())
-        })
-    }
-}
-
-/// A change to a watcher's spec (`set`), applied by the watcher itself so
-/// that two changes never overwrite each other. Returns whether the
-/// processes must be replaced, or why the change is refused.
-pub type SpecEdit = Box<dyn FnOnce(&mut WatcherSpec) -> Result<bool, String> + Send>;
-
-/// Apply an edit to the spec; refused at once if invalid, otherwise the
-/// receiver yields the outcome (the rollout's, when processes are replaced).
-#[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<Outcome>, String>")]
-pub struct EditSpec(pub SpecEdit);
-
-impl Handler<EditSpec> for WatcherActor {
-    type Result = MessageResult<EditSpec>;
-    fn handle(&mut self, m: EditSpec, ctx: &mut Self::Context) -> Self::Result {
-        let mut spec = (*self.spec).clone();
-        spec.numprocesses = self.numprocesses;
-        let roll = match (m.0)(&mut spec) {
-            Ok(r) => r,
-            Err(e) => return MessageResult(Err(e)),
-        };
-        let mut same = spec.clone();
-        same.numprocesses = self.spec.numprocesses;
-        let fut = if same == *self.spec && spec.numprocesses != self.numprocesses {
-            // Only numprocesses changed: a scale.
-            let r = self.handle(Resize::To(spec.numprocesses), ctx);
-            Box::pin(async move {
-                r.await;
-                Outcome::Done(StartInfo::default())
-            }) as ResponseFuture<Outcome>
-        } else {
-            self.handle(
-                UpdateSpec {
-                    spec,
-                    sockets: None,
-                    logs: None,
-                    roll,
-                },
-                ctx,
-            )
-        };
-        let (tx, rx) = oneshot::channel();
-        ctx.spawn(
-            async move {
-                let _ = tx.send(fut.await);
-            }
-            .into_actor(self),
-        );
-        MessageResult(Ok(rx))
-    }
-}
-
-/// Stop one process (or all) with an optional signal and graceful_timeout;
-/// each is replaced in its slot (Circus's `kill`).
-#[derive(Message)]
-#[rtype(result = "Result<(Vec<i32>, oneshot::Receiver<()>), String>")]
-pub struct KillProcesses {
-    pub pid: Option<i32>,
-    pub signal: Option<Signum>,
-    pub timeout: Option<std::time::Duration>,
-}
-
-impl Handler<KillProcesses> for WatcherActor {
-    /// The pids being replaced at once (or why none is); the receiver
-    /// resolves once each has its new process.
-    type Result = MessageResult<KillProcesses>;
-    fn handle(&mut self, m: KillProcesses, ctx: &mut Self::Context) -> Self::Result {
-        let targets: Vec<(Addr<ProcessActor>, i32)> = self
-            .slots
-            .live
-            .values()
-            .filter_map(|s| s.pid.map(|p| (s.addr.clone(), p)))
-            .filter(|(_, p)| m.pid.is_none_or(|want| want == *p))
-            .collect();
-        if let (Some(pid), true) = (m.pid, targets.is_empty()) {
-            return MessageResult(Err(format!("process {pid} not found in '{}'", self.spec.name)));
-        }
-        let pids = targets.iter().map(|(_, p)| *p).collect();
-        let replaced: Vec<_> = targets
-            .iter()
-            .map(|(a, _)| {
-                a.send(ReplaceSlot {
-                    signal: m.signal,
-                    timeout: m.timeout,
-                })
-            })
-            .collect();
-        let (tx, rx) = oneshot::channel();
-        ctx.spawn(
-            async move {
-                join_all(replaced).await;
-                let _ = tx.send(());
-            }
-            .into_actor(self),
-        );
-        MessageResult(Ok((pids, rx)))
     }
 }

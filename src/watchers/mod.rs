@@ -4,7 +4,8 @@
 //! turns their reports into the watcher's state and events.
 //!
 //! - `state.rs` — the lifecycle table (pure, unit-tested);
-//! - `actor.rs` — the actor: commands in, table actions performed;
+//! - `actor.rs` — the actor: table actions performed;
+//! - `commands.rs` — the messages that change a watcher;
 //! - `ops.rs` — the long operations: start, stop, rolling replacement;
 //! - `slots.rs` — slot bookkeeping and wid numbering;
 //! - `reports.rs` — slot reports in, events out;
@@ -12,6 +13,7 @@
 //! - `signal.rs` — `signal`: to processes, children or descendants, with hooks.
 
 mod actor;
+mod commands;
 mod ops;
 mod queries;
 mod reports;
@@ -20,6 +22,7 @@ mod slots;
 pub mod state;
 
 pub use actor::*;
+pub use commands::*;
 pub use queries::{GetSpec, GetState, GetStatus, WatcherStatus};
 pub(crate) use signal::children;
 pub use signal::SignalWatcher;
