@@ -17,6 +17,24 @@ fn pids(d: &Daemon, name: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Sends one request from another thread (on its own connection); join
+/// the handle for the reply.
+fn call_in_background(
+    d: &Daemon,
+    cmd: &'static str,
+    p: serde_json::Value,
+) -> std::thread::JoinHandle<serde_json::Value> {
+    let ep = endpoint(d);
+    std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut c = ringmaster::control::client::Client::connect(&ep, secs(30))
+                .await
+                .expect("connect");
+            c.call(cmd, props(p)).await.expect("reply")
+        })
+    })
+}
+
 fn status(d: &Daemon, name: &str) -> String {
     call(d, "status", json!({ "name": name }))["status"]
         .as_str()
@@ -56,17 +74,7 @@ graceful_timeout = 1
     );
     d.wait_msg("control channel ready", None, secs(10));
     let old = d.wait_spawned("stubborn", 1, secs(10))[0];
-    let ep = endpoint(&d);
-    let stopper = std::thread::spawn(move || {
-        rt().block_on(async move {
-            let mut c = ringmaster::control::client::Client::connect(&ep, secs(30))
-                .await
-                .expect("connect");
-            c.call("stop", props(json!({"name": "stubborn", "waiting": true})))
-                .await
-                .expect("stop")
-        })
-    });
+    let stopper = call_in_background(&d, "stop", json!({"name": "stubborn", "waiting": true}));
     d.wait_msg("stopping process", Some("stubborn"), secs(10));
     let started = call(&d, "start", json!({"name": "stubborn", "waiting": true}));
     let stopped = stopper.join().expect("stop thread");
@@ -95,17 +103,7 @@ start_timeout = "20s"
 "#,
     );
     d.wait_msg("control channel ready", None, secs(10));
-    let ep = endpoint(&d);
-    let starter = std::thread::spawn(move || {
-        rt().block_on(async move {
-            let mut c = ringmaster::control::client::Client::connect(&ep, secs(30))
-                .await
-                .expect("connect");
-            c.call("start", props(json!({"name": "slow", "waiting": true})))
-                .await
-                .expect("start")
-        })
-    });
+    let starter = call_in_background(&d, "start", json!({"name": "slow", "waiting": true}));
     let spawned = d.wait_spawned("slow", 2, secs(10));
     let stopped = call(&d, "stop", json!({"name": "slow", "waiting": true}));
     assert_eq!(stopped["status"], "ok", "{stopped}");
@@ -274,20 +272,11 @@ start_timeout = "20s"
         d.wait_msg("ready", Some("w"), secs(10));
     }
     let v2 = "sh -c 'sleep 0.5; echo READY; exec sleep 1002'";
-    let ep = endpoint(&d);
-    let setter = std::thread::spawn(move || {
-        rt().block_on(async move {
-            let mut c = ringmaster::control::client::Client::connect(&ep, secs(30))
-                .await
-                .expect("connect");
-            c.call(
-                "set",
-                props(json!({"name": "w", "options": {"cmd": v2}, "waiting": true})),
-            )
-            .await
-            .expect("set")
-        })
-    });
+    let setter = call_in_background(
+        &d,
+        "set",
+        json!({"name": "w", "options": {"cmd": v2}, "waiting": true}),
+    );
     // The rollout's first new process is up: scale down under it.
     d.wait_spawned("w", 1, secs(10));
     let r = call(&d, "decr", json!({"name": "w", "waiting": true}));
