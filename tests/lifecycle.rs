@@ -425,8 +425,11 @@ fn nothing_new_starts_while_the_daemon_shuts_down() {
     let mut d = Daemon::start(
         r#"
 [watchers.slow]
-cmd = "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'"
-graceful_timeout = 3
+cmd = "python3 -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(\"armed\", flush=True); time.sleep(1000)'"
+graceful_timeout = 5
+[watchers.slow.ready]
+type = "log"
+pattern = "armed"
 [watchers.idle]
 cmd = "sleep 1000"
 autostart = false
@@ -434,6 +437,8 @@ autostart = false
     );
     d.wait_msg("control channel ready", None, secs(10));
     d.wait_spawned("slow", 1, secs(10));
+    // It ignores SIGTERM from now on: the shutdown lasts graceful_timeout.
+    d.wait_msg("ready", Some("slow"), secs(10));
     let ep = endpoint(&d);
     let runtime = rt();
     // Connected before the shutdown begins.
