@@ -460,3 +460,31 @@ autostart = false
     assert_eq!(add["status"], "error", "{add}");
     assert_eq!(d.wait_exit(secs(20)), 0);
 }
+
+#[test]
+fn a_delayed_autostart_leaves_a_watcher_an_operator_stopped() {
+    // warmup_delay starts a at 0 s, b at 1 s, c at 2 s.
+    let mut d = Daemon::start(
+        r#"
+[ringmaster]
+warmup_delay = 1
+[watchers.a]
+cmd = "sleep 1000"
+priority = 3
+[watchers.b]
+cmd = "sleep 1000"
+priority = 2
+[watchers.c]
+cmd = "sleep 1000"
+priority = 1
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("a", 1, secs(10));
+    let r = call(&d, "stop", json!({"name": "b", "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    // c's turn comes after b's would have.
+    d.wait_spawned("c", 1, secs(10));
+    assert_eq!(status(&d, "b"), "stopped");
+    assert!(pids(&d, "b").is_empty());
+}

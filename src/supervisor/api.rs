@@ -157,6 +157,7 @@ impl Handler<Act> for Supervisor {
             Err(e) => return MessageResult(Err(ApiError::NotFound(e))),
         };
         let one = single && ws.len() == 1;
+        self.touched.extend(ws.iter().map(|w| w.name.clone()));
         let done = match m.op {
             Op::Start => {
                 if !one {
@@ -224,9 +225,11 @@ impl Supervisor {
     }
 
     /// The watcher a request names, while the daemon accepts requests.
-    fn target(&self, name: &str) -> Result<WatcherEntry, ApiError> {
+    fn target(&mut self, name: &str) -> Result<WatcherEntry, ApiError> {
         self.open()?;
-        self.registry.get(name).ok_or_else(|| not_found(name))
+        let w = self.registry.get(name).ok_or_else(|| not_found(name))?;
+        self.touched.insert(w.name.clone());
+        Ok(w)
     }
 }
 

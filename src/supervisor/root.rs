@@ -36,6 +36,9 @@ pub struct Supervisor {
     pub(super) hub: LogHub,
     closers: Rc<RefCell<Closers>>,
     pub(super) stopping: bool,
+    /// Watchers an operator's request has reached: a delayed autostart
+    /// (global `warmup_delay`) leaves them alone, the later command wins.
+    pub(super) touched: std::collections::HashSet<String>,
 }
 
 impl Supervisor {
@@ -56,6 +59,7 @@ impl Supervisor {
             hub,
             closers,
             stopping: false,
+            touched: Default::default(),
         };
         for b in bound {
             let (addr, info) = SocketActor::launch(b);
@@ -137,8 +141,9 @@ impl Actor for Supervisor {
             if delay.is_zero() {
                 addr.do_send(Command::Start);
             } else {
+                let name = w.name.clone();
                 ctx.run_later(delay * k as u32, move |act, _| {
-                    if !act.stopping {
+                    if !act.stopping && !act.touched.contains(&name) {
                         addr.do_send(Command::Start);
                     }
                 });
