@@ -488,3 +488,30 @@ priority = 1
     assert_eq!(status(&d, "b"), "stopped");
     assert!(pids(&d, "b").is_empty());
 }
+
+#[test]
+fn set_priority_moves_a_watcher_in_the_start_order() {
+    let mut d = Daemon::start(
+        r#"
+[watchers.a]
+cmd = "sleep 1000"
+priority = 1
+[watchers.b]
+cmd = "sleep 1000"
+priority = 2
+"#,
+    );
+    d.wait_msg("control channel ready", None, secs(10));
+    d.wait_spawned("a", 1, secs(10));
+    d.wait_spawned("b", 1, secs(10));
+    let r = call(
+        &d,
+        "set",
+        json!({"name": "a", "options": {"priority": 3}, "waiting": true}),
+    );
+    assert_eq!(r["status"], "ok", "{r}");
+    let r = call(&d, "restart", json!({"waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    let first = d.wait_for("a respawn", secs(10), |v| v["message"] == "spawned");
+    assert_eq!(first["watcher"], "a", "a (now priority 3) starts first: {first}");
+}

@@ -313,19 +313,43 @@ pub struct Update {
 
 impl Handler<Update> for Supervisor {
     type Result = MessageResult<Update>;
-    fn handle(&mut self, m: Update, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, m: Update, ctx: &mut Self::Context) -> Self::Result {
         let w = match self.target(&m.name) {
             Ok(w) => w,
             Err(e) => return MessageResult(Err(e)),
         };
         let r = w.addr.send(EditSpec(m.edit));
+        let root = ctx.address();
         MessageResult(Ok(Done::spawn(async move {
             match r.await {
-                Ok(Ok(rx)) => Ok(Done(rx)),
+                Ok(Ok((rx, priority))) => {
+                    if priority != w.priority {
+                        root.do_send(SetPriority {
+                            name: w.name,
+                            priority,
+                        });
+                    }
+                    Ok(Done(rx))
+                }
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(format!("watcher unavailable: {e}")),
             }
         })))
+    }
+}
+
+/// Internal: a `set priority` moved a watcher in the start and stop order.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SetPriority {
+    name: String,
+    priority: i64,
+}
+
+impl Handler<SetPriority> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, m: SetPriority, _: &mut Self::Context) {
+        self.registry.set_priority(&m.name, m.priority);
     }
 }
 

@@ -123,6 +123,12 @@ impl Registry {
         self.0.borrow_mut().remove(&name.to_lowercase())
     }
 
+    pub(super) fn set_priority(&self, name: &str, priority: i64) {
+        if let Some(e) = self.0.borrow_mut().get_mut(&name.to_lowercase()) {
+            e.priority = priority;
+        }
+    }
+
     /// Swaps a watcher's log destinations; returns the old ones.
     pub(super) fn replace_logs(&self, name: &str, logs: WatcherLogs) -> Option<WatcherLogs> {
         self.0

@@ -295,6 +295,7 @@ impl Supervisor {
             let (Some(w), Some(spec)) = (self.registry.get(name), find(name)) else {
                 continue;
             };
+            self.registry.set_priority(name, spec.priority);
             // New log destinations: open them now; the old ones close once unused.
             let same_logs = old.watchers.iter().find(|o| &o.name == name).is_some_and(|o| {
                 o.stdout_stream == spec.stdout_stream

@@ -192,9 +192,10 @@ impl Handler<UpdateSpec> for WatcherActor {
 pub type SpecEdit = Box<dyn FnOnce(&mut WatcherSpec) -> Result<bool, String> + Send>;
 
 /// Apply an edit to the spec; refused at once if invalid, otherwise the
-/// receiver yields the outcome (the rollout's, when processes are replaced).
+/// receiver yields the outcome (the rollout's, when processes are replaced)
+/// and the watcher's priority comes back for the registry's order.
 #[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<Outcome>, String>")]
+#[rtype(result = "Result<(oneshot::Receiver<Outcome>, i64), String>")]
 pub struct EditSpec(pub SpecEdit);
 
 impl Handler<EditSpec> for WatcherActor {
@@ -233,7 +234,7 @@ impl Handler<EditSpec> for WatcherActor {
             }
             .into_actor(self),
         );
-        MessageResult(Ok(rx))
+        MessageResult(Ok((rx, self.spec.priority)))
     }
 }
 
