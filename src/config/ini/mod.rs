@@ -376,6 +376,11 @@ struct Continuation {
     duplicate_at: Option<usize>,
 }
 
+/// Longest `include` pattern tried: four times PATH_MAX.
+const MAX_INCLUDE_PATTERN: usize = 4 * 4096;
+/// Most distinct `include`/`include_dir` patterns tried.
+const MAX_INCLUDE_PATTERNS: usize = 1000;
+
 /// Reads the main file and its includes, as `circus.config.read_config`.
 /// `process_env` is what `$(circus.env.X)` sees in `include` values (Circus
 /// expands them before `[env]` is known).
@@ -398,6 +403,22 @@ pub fn load(path: &Path, process_env: &EnvMap) -> Result<Document, IniError> {
         }
     }
 
+    // Each pattern lists a directory: the same one twice is tried once, and
+    // past MAX_INCLUDE_PATTERNS the rest are ignored (a mangled value split
+    // into 600,000 words took seconds; found by tests/config_fuzz.rs).
+    let mut unique = std::collections::HashSet::new();
+    patterns.retain(|(p, _)| unique.insert(p.clone()));
+    if patterns.len() > MAX_INCLUDE_PATTERNS {
+        let loc = patterns[MAX_INCLUDE_PATTERNS].1.clone();
+        doc.warnings.push(Warning {
+            location: loc,
+            message: format!(
+                "{} include patterns; only the first {MAX_INCLUDE_PATTERNS} are used",
+                patterns.len()
+            ),
+        });
+        patterns.truncate(MAX_INCLUDE_PATTERNS);
+    }
     let mut includes: Vec<(PathBuf, Location)> = Vec::new();
     for (pattern, loc) in patterns {
         let full = if Path::new(&pattern).is_absolute() {
@@ -406,6 +427,19 @@ pub fn load(path: &Path, process_env: &EnvMap) -> Result<Document, IniError> {
             base.join(&pattern)
         };
         let full_str = full.to_string_lossy().into_owned();
+        // No path is longer than PATH_MAX; a pattern can be longer only by
+        // its `[...]` classes. Past that bound, matching megabytes of pattern
+        // against a directory took seconds (found by tests/config_fuzz.rs).
+        if full_str.len() > MAX_INCLUDE_PATTERN {
+            doc.warnings.push(Warning {
+                location: loc.clone(),
+                message: format!(
+                    "include pattern of {} bytes is longer than any path can be; ignored",
+                    full_str.len()
+                ),
+            });
+            continue;
+        }
         let options = glob::MatchOptions {
             case_sensitive: true,
             require_literal_separator: true,
