@@ -143,8 +143,9 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
         // Socket activation: the manager's socket of the same name is used as is.
         let b = match passed.remove(&spec.name) {
             Some(fd) => sockets::adopt(spec, fd).context("cannot start")?,
-            None => sockets::bind(spec)
-                .with_context(|| format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr)))?,
+            None => sockets::bind(spec).with_context(|| {
+                format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr))
+            })?,
         };
         bound.push(b);
     }

@@ -25,6 +25,9 @@ pub(crate) fn prepare() -> Result<()> {
         unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }
             .with_context(|| format!("cannot ignore {sig}"))?;
     }
-    tracing::info!(pid = std::process::id(), "running as init: orphans are reaped, exit code reports critical failures");
+    tracing::info!(
+        pid = std::process::id(),
+        "running as init: orphans are reaped, exit code reports critical failures"
+    );
     Ok(())
 }

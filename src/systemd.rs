@@ -69,7 +69,9 @@ pub(crate) fn take_handoff() -> Handoff {
         match usec.trim().parse::<u64>() {
             Ok(u) if u > 0 && for_us("WATCHDOG_PID") => h.watchdog = Some(Duration::from_micros(u) / 2),
             Ok(_) => {}
-            Err(_) => h.warnings.push(format!("WATCHDOG_USEC={usec:?} is not a number: ignored")),
+            Err(_) => h
+                .warnings
+                .push(format!("WATCHDOG_USEC={usec:?} is not a number: ignored")),
         }
     }
     if let Some(n) = vars.get("LISTEN_FDS") {
@@ -95,12 +97,15 @@ pub(crate) fn take_handoff() -> Handoff {
                         // is our pid) and nothing else in the process owns it.
                         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
                         if h.listen.insert(name.clone(), owned).is_some() {
-                            h.warnings
-                                .push(format!("LISTEN_FDNAMES: {name:?} passed twice; the last one is used"));
+                            h.warnings.push(format!(
+                                "LISTEN_FDNAMES: {name:?} passed twice; the last one is used"
+                            ));
                         }
                     }
                 }
-                _ => h.warnings.push(format!("LISTEN_FDS={n:?} is not a valid count: ignored")),
+                _ => h
+                    .warnings
+                    .push(format!("LISTEN_FDS={n:?} is not a valid count: ignored")),
             }
         }
     }
@@ -137,7 +142,11 @@ impl Notifier {
 
     /// `READY=1` with our pid and a status line.
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nMAINPID={}\nSTATUS={}", std::process::id(), one_line(status)));
+        self.send(&format!(
+            "READY=1\nMAINPID={}\nSTATUS={}",
+            std::process::id(),
+            one_line(status)
+        ));
     }
 
     pub fn reloading(&self) {
@@ -159,7 +168,10 @@ fn one_line(s: &str) -> String {
 
 /// CLOCK_MONOTONIC in µs, as systemd wants with RELOADING=1.
 fn monotonic_usec() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) } != 0 {
         return 0;

@@ -109,9 +109,12 @@ pub fn bind(spec: &SocketSpec) -> Result<BoundSocket> {
 /// or type than the spec says is an error: the unit and the config disagree.
 pub fn adopt(spec: &SocketSpec, fd: OwnedFd) -> Result<BoundSocket> {
     let s = Socket::from(fd);
-    let local = s
-        .local_addr()
-        .with_context(|| format!("socket {:?} passed by the service manager: getsockname", spec.name))?;
+    let local = s.local_addr().with_context(|| {
+        format!(
+            "socket {:?} passed by the service manager: getsockname",
+            spec.name
+        )
+    })?;
     let ty = s
         .r#type()
         .with_context(|| format!("socket {:?} passed by the service manager: SO_TYPE", spec.name))?;

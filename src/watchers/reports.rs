@@ -41,8 +41,10 @@ impl Handler<SlotReport> for WatcherActor {
             } => {
                 let failed = on_its_own && status != ExitStatus::Code(0);
                 if current && failed && self.spec.critical && !self.spec.respawn {
-                    self.events
-                        .critical_ended(&self.spec.name, format!("process {pid} exited on its own: {status}"));
+                    self.events.critical_ended(
+                        &self.spec.name,
+                        format!("process {pid} exited on its own: {status}"),
+                    );
                 }
                 if let Some(s) = self.slots.current(wid, m.slot_id) {
                     if s.pid == Some(pid) {
