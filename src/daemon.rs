@@ -12,7 +12,8 @@ use crate::reaper::{self, Reaper};
 use crate::sockets;
 use crate::streams::LogHub;
 use crate::supervisor::reload::ReloadConfig;
-use crate::supervisor::{Closers, Shutdown, Supervisor};
+use crate::supervisor::{Closers, CriticalEnded, Shutdown, Supervisor};
+use crate::systemd;
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
 use std::cell::RefCell;
@@ -56,8 +57,13 @@ pub fn load_or_report(path: &Path, format: Option<Format>) -> Option<Config> {
     }
 }
 
-/// Runs the daemon in the foreground; returns the process exit code.
-pub fn run(cfg: Config) -> i32 {
+/// Runs the daemon in the foreground; returns the process exit code: 0 after
+/// a requested stop, 1 when it could not start or a `critical` watcher ended.
+/// `init`: run as a container's init (automatic when our pid is 1).
+pub fn run(cfg: Config, init: bool) -> i32 {
+    // Before any thread exists: it edits the environment, and it must own the
+    // passed sockets before anything else looks at inherited fds.
+    let handoff = systemd::take_handoff();
     // A mask inherited from our parent (some CI runners and signalfd-based
     // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
     // reaper; clear it before any thread exists, so every thread inherits it.
@@ -67,19 +73,26 @@ pub fn run(cfg: Config) -> i32 {
     // fds our parent left open without close-on-exec would reach every hook,
     // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
     cloexec_inherited_fds();
-    for w in &cfg.warnings {
+    for w in cfg.warnings.iter().chain(&handoff.warnings) {
         tracing::warn!("{w}");
     }
     if let Some(u) = cfg.global.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(u));
     }
-    reaper::become_subreaper();
+    if init || std::process::id() == 1 {
+        if let Err(e) = crate::init::prepare() {
+            tracing::error!("cannot run as init: {e}");
+            return 1;
+        }
+    } else {
+        reaper::become_subreaper();
+    }
     if let Err(e) = containment::init(cfg.global.kill_mode) {
         tracing::error!("cannot start: {e}");
         return 1;
     }
     let sys = System::new();
-    let started = sys.block_on(start(cfg));
+    let started = sys.block_on(start(cfg, handoff));
     let code = match started {
         Ok(()) => sys.run_with_code().unwrap_or_else(|e| {
             tracing::error!("event loop failed: {e}");
@@ -122,14 +135,24 @@ fn cloexec_inherited_fds() {
     }
 }
 
-async fn start(cfg: Config) -> Result<()> {
+async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
     Reaper::global().start().context("cannot watch SIGCHLD")?;
+    let mut passed = handoff.listen;
     let mut bound = Vec::new();
     for spec in &cfg.sockets {
-        let b = sockets::bind(spec)
-            .with_context(|| format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr)))?;
+        // Socket activation: the manager's socket of the same name is used as is.
+        let b = match passed.remove(&spec.name) {
+            Some(fd) => sockets::adopt(spec, fd).context("cannot start")?,
+            None => sockets::bind(spec).with_context(|| {
+                format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr))
+            })?,
+        };
         bound.push(b);
     }
+    for name in passed.keys() {
+        tracing::warn!(socket = %name, "the service manager passed socket {name:?}, but no [sockets.{name}] is configured: closed");
+    }
+    drop(passed);
     tracing::info!(config = %cfg.path.display(), pid = std::process::id(), "ringmaster starting");
 
     let endpoint = cfg
@@ -190,7 +213,8 @@ async fn start(cfg: Config) -> Result<()> {
         hub.clone(),
         closers.clone(),
     )
-    .context("cannot start")?;
+    .context("cannot start")?
+    .with_notifier(handoff.notifier, handoff.watchdog);
     let (registry, sockets) = supervisor.registries();
     let globals = Globals {
         endpoint: server.endpoints().first().cloned().unwrap_or(endpoint),
@@ -201,6 +225,10 @@ async fn start(cfg: Config) -> Result<()> {
     tracing::info!(endpoint = %globals.endpoint, pubsub = %globals.pubsub_endpoint, "control channel ready");
     let (cfg_stats, statsd) = (cfg.global.stats_endpoint.clone(), cfg.global.statsd);
     let root = supervisor.start();
+    let critical = root.clone();
+    events.set_critical_hook(Arc::new(move |watcher, why| {
+        critical.do_send(CriticalEnded { watcher, why })
+    }));
     let ctx = Ctx(Rc::new(Inner {
         root: root.clone(),
         registry,

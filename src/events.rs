@@ -5,6 +5,8 @@ use serde_json::Value;
 use std::sync::{Arc, RwLock};
 
 type Sink = Arc<dyn Fn(String, Value) + Send + Sync>;
+/// Told (watcher, why) when a `critical = true` watcher ended.
+type CriticalHook = Arc<dyn Fn(String, String) + Send + Sync>;
 
 /// What happened to a watcher or one of its processes: the topic's last word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,9 +59,25 @@ impl WatcherEvent {
 #[derive(Clone, Default)]
 pub struct Events {
     sink: Arc<RwLock<Option<Sink>>>,
+    critical: Arc<RwLock<Option<CriticalHook>>>,
 }
 
 impl Events {
+    pub fn set_critical_hook(&self, hook: CriticalHook) {
+        if let Ok(mut h) = self.critical.write() {
+            *h = Some(hook);
+        }
+    }
+
+    /// A `critical = true` watcher ended: the daemon stops and exits non-zero.
+    pub fn critical_ended(&self, watcher: &str, why: String) {
+        let hook = self.critical.read().ok().and_then(|h| h.clone());
+        match hook {
+            Some(h) => h(watcher.to_string(), why),
+            None => tracing::error!(%watcher, "critical watcher ended ({why}), but nothing stops the daemon"),
+        }
+    }
+
     pub fn set_sink(&self, sink: Sink) {
         if let Ok(mut s) = self.sink.write() {
             *s = Some(sink);

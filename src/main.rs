@@ -12,6 +12,7 @@ fn main() -> ExitCode {
             format,
             log_level,
             log_format,
+            init,
         } => {
             daemon::init_logging(log_format, log_level.as_deref());
             let Some(mut cfg) = daemon::load_or_report(&config, format) else {
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
                 }
                 cfg.global.endpoint = Some(ep);
             }
-            let code = daemon::run(cfg);
+            let code = daemon::run(cfg, init);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Command::Check { config, format } => match daemon::load_or_report(&config, format) {

@@ -51,6 +51,10 @@ pub enum Command {
         log_level: Option<String>,
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
+        /// Run as a container's init (automatic when the pid is 1): orphans
+        /// must come to us; exit code 1 when a `critical` watcher ends.
+        #[arg(long)]
+        init: bool,
     },
     /// Validate a config file and print the resolved plan; exit 0 if valid, 1 if not.
     Check {

@@ -80,6 +80,7 @@ pub struct GlobalSpec {
     pub publish_logs: bool,
     pub debug: bool,
     pub kill_mode: Option<model::KillModeSetting>,
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +168,7 @@ pub struct WatcherSpec {
     pub stop_signal: Signum,
     pub graceful_timeout: Duration,
     pub respawn: bool,
+    pub critical: bool,
     pub autostart: bool,
     pub singleton: bool,
     pub priority: i64,

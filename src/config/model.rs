@@ -65,6 +65,9 @@ pub struct GlobalConfig {
     pub debug: bool,
     /// How a stop finds every descendant: `auto` (default), `cgroup` or `tree`.
     pub kill_mode: Option<KillModeSetting>,
+    /// How long a shutdown may take before every process is SIGKILLed and
+    /// the daemon exits (default 30 s).
+    pub shutdown_timeout: Option<Seconds>,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +316,10 @@ pub struct WatcherConfig {
     pub graceful_timeout: Option<Seconds>,
     #[serde(default = "yes")]
     pub respawn: bool,
+    /// The daemon stops and exits non-zero when this watcher ends `failed`,
+    /// or (with `respawn = false`) when a process exits non-zero on its own.
+    #[serde(default)]
+    pub critical: bool,
     #[serde(default = "yes")]
     pub autostart: bool,
     #[serde(default)]

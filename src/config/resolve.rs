@@ -8,6 +8,9 @@ use super::{Config, GlobalSpec, Seconds, SockType, SocketAddrSpec, SocketSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// `[ringmaster] shutdown_timeout` when unset.
+const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) struct Resolver<'a> {
     src: &'a error::Source,
     pub(super) errors: error::Errors,
@@ -82,6 +85,7 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
         publish_logs: g.publish_logs,
         debug: g.debug,
         kill_mode: g.kill_mode,
+        shutdown_timeout: g.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, Seconds::get),
     };
 
     // Socket and watcher names are case-insensitive, as in Circus: a socket

@@ -74,3 +74,14 @@ fn several_errors_reported_together() {
             .unwrap_err();
     assert_eq!(e.one_line_each().len(), 2, "{:?}", e.one_line_each());
 }
+
+#[test]
+fn shutdown_timeout_and_critical() {
+    let c = load_str("[watchers.a]\ncmd = \"x\"\n").unwrap();
+    assert_eq!(c.global.shutdown_timeout, Duration::from_secs(30));
+    assert!(!c.watchers[0].critical);
+    let c = load_str("[ringmaster]\nshutdown_timeout = \"5s\"\n[watchers.a]\ncmd = \"x\"\ncritical = true\n")
+        .unwrap();
+    assert_eq!(c.global.shutdown_timeout, Duration::from_secs(5));
+    assert!(c.watchers[0].critical);
+}

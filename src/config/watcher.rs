@@ -355,6 +355,7 @@ pub(super) fn resolve_watcher(
         stop_signal: wc.stop_signal.unwrap_or(Signum::TERM),
         graceful_timeout: wc.graceful_timeout.map_or(Duration::from_secs(30), Seconds::get),
         respawn: wc.respawn,
+        critical: wc.critical,
         autostart: wc.autostart,
         singleton: wc.singleton,
         priority: wc.priority,

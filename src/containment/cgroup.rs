@@ -79,7 +79,7 @@ impl Hierarchy {
             .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
         let own = own_cgroup(&cg).ok_or("this process has no cgroup v2 (no 0:: line)")?;
         let base = mount.join(own.trim_start_matches('/'));
-        let root = base.join(format!("ringmaster.{}", std::process::id()));
+        let root = base.join(subtree_name());
         match fs::create_dir(&root) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -244,6 +244,21 @@ fn probe_join(root: &Path) -> io::Result<()> {
     res
 }
 
+/// The initial PID namespace's inode number (`PROC_PID_INIT_INO`).
+const INITIAL_PID_NS: u64 = 0xEFFF_FFFC;
+
+/// `ringmaster.<pid>`; in another PID namespace (a container, `unshare`) pids
+/// repeat — every init is pid 1 — so the namespace is part of the name, or
+/// two daemons would share (and kill) each other's slot cgroups.
+fn subtree_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let pid = std::process::id();
+    match fs::metadata("/proc/self/ns/pid").map(|m| m.ino()) {
+        Ok(ino) if ino != INITIAL_PID_NS => format!("ringmaster.{pid}.ns{ino}"),
+        _ => format!("ringmaster.{pid}"),
+    }
+}
+
 /// Removes the empty subtrees that daemons which died without cleaning up
 /// left next to ours (never touching one whose daemon still runs).
 fn remove_stale(base: &Path) {
@@ -306,10 +321,16 @@ impl SlotCgroup {
         populated(&self.dir)
     }
 
-    /// The pids in the cgroup now.
+    /// The pids in the cgroup now. A member outside our PID namespace reads
+    /// as 0: it is not ours, and kill(0) would signal our own process group.
     pub(crate) fn pids(&self) -> Vec<i32> {
         fs::read_to_string(self.dir.join("cgroup.procs"))
-            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .filter(|&p: &i32| p > 0)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

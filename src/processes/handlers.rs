@@ -147,6 +147,7 @@ impl Handler<Exited> for ProcessActor {
             pid: m.pid,
             status: m.status,
             uptime: lived,
+            on_its_own: self.life.state == State::Running { pid: m.pid },
         });
         if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterReap) {
             let (spec, events, wid, pid) = (self.spec.clone(), self.events.clone(), self.wid, m.pid);

@@ -26,6 +26,8 @@ pub enum SlotEvent {
         pid: i32,
         status: ExitStatus,
         uptime: Duration,
+        /// It exited while running, not because it was told to stop.
+        on_its_own: bool,
     },
     SpawnFailed {
         reason: String,

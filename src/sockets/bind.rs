@@ -103,3 +103,59 @@ pub fn bind(spec: &SocketSpec) -> Result<BoundSocket> {
         created_path,
     })
 }
+
+/// Takes a socket the service manager passed (socket activation) for the
+/// spec of the same name, instead of binding one. A socket of another family
+/// or type than the spec says is an error: the unit and the config disagree.
+pub fn adopt(spec: &SocketSpec, fd: OwnedFd) -> Result<BoundSocket> {
+    let s = Socket::from(fd);
+    let local = s.local_addr().with_context(|| {
+        format!(
+            "socket {:?} passed by the service manager: getsockname",
+            spec.name
+        )
+    })?;
+    let ty = s
+        .r#type()
+        .with_context(|| format!("socket {:?} passed by the service manager: SO_TYPE", spec.name))?;
+    let passed_unix = local.domain() == Domain::UNIX;
+    let want_unix = matches!(spec.addr, SocketAddrSpec::Unix { .. });
+    let want_ty = match spec.socktype {
+        SockType::Stream => Type::STREAM,
+        SockType::Dgram => Type::DGRAM,
+    };
+    let kind = |unix: bool, t: Type| {
+        let fam = if unix { "UNIX" } else { "TCP/UDP (inet)" };
+        let ty = if t == Type::STREAM { "stream" } else { "datagram" };
+        format!("a {fam} {ty} socket")
+    };
+    if passed_unix != want_unix || ty != want_ty {
+        bail!(
+            "socket {:?}: the service manager passed {} but [sockets.{}] describes {}",
+            spec.name,
+            kind(passed_unix, ty),
+            spec.name,
+            kind(want_unix, want_ty)
+        );
+    }
+    s.set_nonblocking(!spec.blocking).context("O_NONBLOCK")?;
+    let (local, port) = match local.as_socket() {
+        Some(a) => (a.to_string(), Some(a.port())),
+        None => (
+            local
+                .as_pathname()
+                .map_or_else(|| "(unnamed)".to_string(), |p| p.display().to_string()),
+            None,
+        ),
+    };
+    let fd: OwnedFd = s.into();
+    tracing::info!(socket = %spec.name, fd = fd.as_raw_fd(), address = %local, "socket passed by the service manager");
+    Ok(BoundSocket {
+        spec: spec.clone(),
+        fd: Arc::new(fd),
+        local,
+        port,
+        // The manager owns the socket file.
+        created_path: None,
+    })
+}

@@ -7,4 +7,4 @@ mod actor;
 mod bind;
 
 pub use actor::{SocketActor, SocketInfo, StopSocket};
-pub use bind::{bind, BoundSocket};
+pub use bind::{adopt, bind, BoundSocket};

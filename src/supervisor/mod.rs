@@ -14,4 +14,5 @@ mod root;
 
 pub use api::{ApiError, Done};
 pub use registry::{Match, Registry, Selection, SocketRegistry, WatcherEntry};
+pub(crate) use root::CriticalEnded;
 pub use root::{Closers, Shutdown, Supervisor};

@@ -164,7 +164,27 @@ pub struct ReloadConfig {
 impl Handler<ReloadConfig> for Supervisor {
     type Result = MessageResult<ReloadConfig>;
     fn handle(&mut self, m: ReloadConfig, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.reload(m.dry_run))
+        let notifier = match &self.notifier {
+            Some(n) if !m.dry_run && !self.stopping => n.clone(),
+            _ => return MessageResult(self.reload(m.dry_run)),
+        };
+        // The service manager sees RELOADING=1 … READY=1 around the whole reload.
+        notifier.reloading();
+        let ready = self.announce_ready();
+        MessageResult(match self.reload(false) {
+            Ok((plan, done)) => Ok((
+                plan,
+                Done::spawn(async move {
+                    let errors = done.wait().await.unwrap_or_default();
+                    ready.await;
+                    errors
+                }),
+            )),
+            Err(e) => {
+                actix::spawn(ready);
+                Err(e)
+            }
+        })
     }
 }
 

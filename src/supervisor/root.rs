@@ -12,12 +12,15 @@ use crate::control::transport::ControlHandle;
 use crate::events::{Events, WatcherEvent};
 use crate::sockets::{BoundSocket, SocketActor, SocketInfo, StopSocket};
 use crate::streams::LogHub;
-use crate::watchers::{Command, KillWatcher, WatcherActor};
+use crate::systemd::Notifier;
+use crate::watchers::{Command, GetStatus, KillWatcher, WatcherActor, WatcherState};
 use actix::prelude::*;
 use futures::future::join_all;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// Things the root closes last, in this order, at shutdown.
 #[derive(Default)]
@@ -39,6 +42,12 @@ pub struct Supervisor {
     /// Watchers an operator's request has reached: a delayed autostart
     /// (global `warmup_delay`) leaves them alone, the later command wins.
     pub(super) touched: std::collections::HashSet<String>,
+    /// The service manager's notify socket, when we run under one.
+    pub(super) notifier: Option<Notifier>,
+    /// `WATCHDOG=1` period, when the manager asked for keep-alives.
+    watchdog: Option<Duration>,
+    /// The daemon's exit code: 0 unless a critical watcher ended it.
+    exit_code: i32,
 }
 
 impl Supervisor {
@@ -60,6 +69,9 @@ impl Supervisor {
             closers,
             stopping: false,
             touched: Default::default(),
+            notifier: None,
+            watchdog: None,
+            exit_code: 0,
         };
         for b in bound {
             let (addr, info) = SocketActor::launch(b);
@@ -70,6 +82,24 @@ impl Supervisor {
             s.add_watcher(w)?;
         }
         Ok(s)
+    }
+
+    /// Speak sd_notify to the service manager: READY, RELOADING, STOPPING,
+    /// STATUS and, every `watchdog`, WATCHDOG=1.
+    pub(crate) fn with_notifier(mut self, notifier: Option<Notifier>, watchdog: Option<Duration>) -> Self {
+        self.notifier = notifier;
+        self.watchdog = watchdog;
+        self
+    }
+
+    /// Tells the service manager we are ready, with a summary of what runs.
+    pub(super) fn announce_ready(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let (notifier, registry) = (self.notifier.clone(), self.registry.clone());
+        async move {
+            if let Some(n) = notifier {
+                n.ready(&summary(&registry).await);
+            }
+        }
     }
 
     /// Read handles on the registries, for the control commands.
@@ -136,21 +166,48 @@ impl Actor for Supervisor {
         }
         let delay = self.config.borrow().global.warmup_delay;
         let watchers = self.registry.by_priority();
+        // Each start reports its outcome, so READY=1 waits until they all finished.
+        let mut started = Vec::new();
         for (k, w) in watchers.iter().filter(|w| w.autostart).enumerate() {
             let addr = w.addr.clone();
+            let (tx, rx) = oneshot::channel::<()>();
+            started.push(rx);
+            let start = move || {
+                let r = addr.send(Command::Start);
+                actix::spawn(async move {
+                    let _ = r.await;
+                    let _ = tx.send(());
+                });
+            };
             if delay.is_zero() {
-                addr.do_send(Command::Start);
+                start();
             } else {
                 let name = w.name.clone();
                 ctx.run_later(delay * k as u32, move |act, _| {
                     if !act.stopping && !act.touched.contains(&name) {
-                        addr.do_send(Command::Start);
+                        start();
                     }
                 });
             }
         }
         for w in watchers.iter().filter(|w| !w.autostart) {
             tracing::info!(watcher = %w.name, "autostart = false: not started");
+        }
+        if self.notifier.is_some() {
+            ctx.spawn(join_all(started).into_actor(self).then(|_, act, _| {
+                // A shutdown that came first has said STOPPING=1 already.
+                let ready = (!act.stopping).then(|| act.announce_ready());
+                async move {
+                    if let Some(r) = ready {
+                        r.await;
+                    }
+                }
+                .into_actor(act)
+            }));
+        }
+        if let (Some(n), Some(period)) = (self.notifier.clone(), self.watchdog) {
+            // From the root actor's own loop: a stuck supervisor stops the keep-alives.
+            ctx.run_interval(period, move |_, _| n.watchdog());
         }
     }
 }
@@ -166,7 +223,7 @@ pub struct Shutdown {
 impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, m: Shutdown, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, m: Shutdown, ctx: &mut Self::Context) -> Self::Result {
         let watchers = self.registry.by_priority();
         if m.immediate {
             tracing::warn!("stopping now: killing every process group");
@@ -178,6 +235,11 @@ impl Handler<Shutdown> for Supervisor {
             return Box::pin(fut::ready(()));
         }
         self.stopping = true;
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
+        let timeout = self.config.borrow().global.shutdown_timeout;
+        ctx.run_later(timeout, move |act, ctx| act.shutdown_overdue(timeout, ctx));
         tracing::info!("stopping all watchers");
         // Lowest priority first; watchers of equal priority stop together.
         let mut groups: BTreeMap<i64, Vec<Addr<WatcherActor>>> = BTreeMap::new();
@@ -218,7 +280,73 @@ impl Handler<Shutdown> for Supervisor {
                 addr.do_send(StopSocket);
             }
             tracing::info!("all watchers stopped");
-            System::current().stop_with_code(0);
+            System::current().stop_with_code(act.exit_code);
         }))
     }
+}
+
+impl Supervisor {
+    /// `shutdown_timeout` passed and watchers are still stopping: SIGKILL
+    /// every process group and end the daemon (which then kills and reaps
+    /// any child left).
+    fn shutdown_overdue(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+        tracing::error!(
+            timeout_s = timeout.as_secs_f64(),
+            "shutdown_timeout reached: killing every process and exiting"
+        );
+        let kills: Vec<_> = self
+            .registry
+            .by_priority()
+            .iter()
+            .map(|w| w.addr.send(KillWatcher))
+            .collect();
+        let code = self.exit_code;
+        ctx.spawn(
+            async move {
+                // The kills are queued behind whatever the watchers do; do not wait forever.
+                let _ = tokio::time::timeout(Duration::from_secs(2), join_all(kills)).await;
+                System::current().stop_with_code(code);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// A watcher marked `critical = true` ended (`failed`, or a process of a
+/// `respawn = false` watcher exited non-zero on its own): stop everything and
+/// exit non-zero, so that whoever runs the daemon (systemd, a container
+/// runtime) sees the failure.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CriticalEnded {
+    pub watcher: String,
+    pub why: String,
+}
+
+/// The exit code after a critical watcher ended.
+pub(crate) const CRITICAL_EXIT_CODE: i32 = 1;
+
+impl Handler<CriticalEnded> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, m: CriticalEnded, ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        tracing::error!(watcher = %m.watcher, "critical watcher ended ({}): stopping the daemon, exit code {CRITICAL_EXIT_CODE}", m.why);
+        self.exit_code = CRITICAL_EXIT_CODE;
+        ctx.notify(Shutdown { immediate: false });
+    }
+}
+
+/// One line for the service manager's STATUS=: "3 watchers active, 7 processes".
+pub(super) async fn summary(registry: &Registry) -> String {
+    let states = join_all(registry.by_priority().iter().map(|w| w.addr.send(GetStatus))).await;
+    let (mut active, mut procs, total) = (0, 0, states.len());
+    for s in states.into_iter().flatten() {
+        if s.state == WatcherState::Active {
+            active += 1;
+        }
+        procs += s.processes.len();
+    }
+    format!("{active} of {total} watchers active, {procs} processes")
 }

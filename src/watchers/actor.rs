@@ -323,6 +323,10 @@ impl WatcherActor {
                     Publish::Failed => {
                         let (wid, failures) = self.last_failure;
                         tracing::error!(watcher = %self.spec.name, failures, "watcher failed: its processes keep exiting; stopping them (start it again to retry)");
+                        if self.spec.critical {
+                            self.events
+                                .critical_ended(&self.spec.name, format!("failed after {failures} failures"));
+                        }
                         (WatcherEvent::Failed, json!({"wid": wid, "failures": failures}))
                     }
                 };

@@ -8,6 +8,7 @@ use super::state::Event;
 use super::WatcherState;
 use crate::events::WatcherEvent;
 use crate::processes::{SlotEvent, SlotReport};
+use crate::reaper::ExitStatus;
 use actix::prelude::*;
 use serde_json::json;
 
@@ -32,7 +33,19 @@ impl Handler<SlotReport> for WatcherActor {
                 WatcherEvent::ReadyFailed,
                 json!({"process_pid": pid, "wid": wid, "reason": reason}),
             ),
-            SlotEvent::Exited { pid, status, .. } => {
+            SlotEvent::Exited {
+                pid,
+                status,
+                on_its_own,
+                ..
+            } => {
+                let failed = on_its_own && status != ExitStatus::Code(0);
+                if current && failed && self.spec.critical && !self.spec.respawn {
+                    self.events.critical_ended(
+                        &self.spec.name,
+                        format!("process {pid} exited on its own: {status}"),
+                    );
+                }
                 if let Some(s) = self.slots.current(wid, m.slot_id) {
                     if s.pid == Some(pid) {
                         s.pid = None;

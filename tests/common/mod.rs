@@ -29,6 +29,8 @@ pub struct Daemon {
     spawned: Vec<i32>,
     /// Indexes into `log` already returned by a wait, so each event matches once.
     consumed: std::collections::HashSet<usize>,
+    /// The logged pids are in our PID namespace.
+    own_pids: bool,
 }
 
 impl Daemon {
@@ -49,11 +51,34 @@ impl Daemon {
         extra_env: &[(&str, &str)],
         customize: impl FnOnce(&mut Command),
     ) -> Daemon {
+        Self::start_launched(&[], config, ext, extra_env, customize)
+    }
+
+    /// As `start_customized`, with the daemon run through `launcher` (the
+    /// daemon's path and arguments follow it): `sh -c '... exec "$@"' sh` to
+    /// set variables that need the daemon's pid, or `unshare` for a PID
+    /// namespace. In another PID namespace the logged pids are not ours: they
+    /// are not recorded for `Drop` (use `unshare --kill-child`, whose death
+    /// takes the namespace down).
+    pub fn start_launched(
+        launcher: &[&str],
+        config: &str,
+        ext: &str,
+        extra_env: &[(&str, &str)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = config.replace("{dir}", dir.path().to_str().expect("utf8 temp path"));
         let path = dir.path().join(format!("ringmaster.{ext}"));
         std::fs::write(&path, text).expect("write config");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match launcher.split_first() {
+            None => Command::new(BIN),
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(BIN);
+                c
+            }
+        };
         cmd.arg("run")
             .arg(&path)
             .args(["--log-format", "json", "--log-level", "debug"])
@@ -100,6 +125,7 @@ impl Daemon {
             stdout: out,
             spawned: Vec::new(),
             consumed: Default::default(),
+            own_pids: launcher.first() != Some(&"unshare"),
         }
     }
 
@@ -112,7 +138,7 @@ impl Daemon {
     }
 
     fn record(&mut self, v: &Value) {
-        if v["message"] == "spawned" {
+        if self.own_pids && v["message"] == "spawned" {
             if let Some(pid) = v["pid"].as_i64() {
                 self.spawned.push(pid as i32);
             }
