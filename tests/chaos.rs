@@ -50,9 +50,11 @@ fn config(grandchildren: bool) -> String {
     }
     if grandchildren {
         // Each process leaves a grandchild in its own session, which records
-        // its pid; stopping the watcher must end it too.
+        // its pid and start time; stopping the watcher must end it too.
         c += "[watchers.gc]\nshell = true\nnumprocesses = 2\ngraceful_timeout = 2\n";
-        c += "cmd = \"setsid sh -c 'echo $$ >> {dir}/gc.pids; exec sleep 1000' & exec sleep 1000\"\n";
+        // Each grandchild records its pid and start time (field 22 of its
+        // stat): over a long soak the pid alone may be reused by another process.
+        c += "cmd = \"setsid sh -c 'read a b c d e f g h i j k l m n o p q r s t u v rest < /proc/$$/stat; echo $$ $v >> {dir}/gc.pids; exec sleep 1000' & exec sleep 1000\"\n";
         c += &RESTART.replace("NAME", "gc");
     }
     c
@@ -430,8 +432,12 @@ fn run(grandchildren: bool) {
         let recorded = std::fs::read_to_string(&gc_file).unwrap_or_default();
         let left: Vec<i32> = recorded
             .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .filter(|p| alive(*p) && procinfo::cmdline(*p) == "sleep 1000")
+            .filter_map(|l| {
+                let (pid, start) = l.trim().split_once(' ')?;
+                Some((pid.parse::<i32>().ok()?, start.parse::<u64>().ok()?))
+            })
+            .filter(|(p, start)| alive(*p) && procinfo::start_time(*p) == Some(*start))
+            .map(|(p, _)| p)
             .collect();
         for p in &left {
             // We started them (through the daemon): end them before failing.

@@ -24,6 +24,14 @@ pub fn stat(pid: i32) -> Option<Proc> {
     Some(Proc { pid, ppid, state })
 }
 
+/// The process's start time (clock ticks after boot, field 22 of its stat):
+/// with the pid, it names one process even when pids are reused.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Every process visible in /proc (processes that vanish meanwhile are skipped).
 pub fn all() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
