@@ -18,6 +18,9 @@
 //! ² respawn: not wanted (`respawn = false`) → Stopped; up ≥ min_uptime → spawn at
 //!   once and reset the count; else failure¹. Leftovers of its group are killed.
 //! ³ done: → Stopped, or spawn again if a restart (max_age, Start) was asked for.
+//!
+//! "Group" means every process of the slot as `crate::containment` knows
+//! it (its cgroup, or its process tree), not only the leader's process group.
 
 use crate::config::Signum;
 use std::time::Duration;

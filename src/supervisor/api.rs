@@ -201,12 +201,7 @@ pub struct Scale {
 impl Handler<Scale> for Supervisor {
     type Result = MessageResult<Scale>;
     fn handle(&mut self, m: Scale, _: &mut Self::Context) -> Self::Result {
-        let w = match self.target(&m.name) {
-            Ok(w) => w,
-            Err(e) => return MessageResult(Err(e)),
-        };
-        let r = w.addr.send(m.to);
-        MessageResult(Ok(Done::spawn(async move { r.await.unwrap_or((0, false)) })))
+        MessageResult(self.forward(&m.name, m.to, |r| r.unwrap_or((0, false))))
     }
 }
 
@@ -222,6 +217,24 @@ impl Supervisor {
         } else {
             Ok(())
         }
+    }
+
+    /// Queues `msg` on the watcher called `name` now (so no later request
+    /// overtakes it); the handle yields its answer, through `map`.
+    fn forward<M, T>(
+        &mut self,
+        name: &str,
+        msg: M,
+        map: impl FnOnce(Result<M::Result, MailboxError>) -> T + 'static,
+    ) -> Reply<T>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        WatcherActor: Handler<M>,
+        T: 'static,
+    {
+        let r = self.target(name)?.addr.send(msg);
+        Ok(Done::spawn(async move { map(r.await) }))
     }
 
     /// The watcher a request names, while the daemon accepts requests.
@@ -364,14 +377,7 @@ pub struct Signal {
 impl Handler<Signal> for Supervisor {
     type Result = MessageResult<Signal>;
     fn handle(&mut self, m: Signal, _: &mut Self::Context) -> Self::Result {
-        let w = match self.target(&m.name) {
-            Ok(w) => w,
-            Err(e) => return MessageResult(Err(e)),
-        };
-        let r = w.addr.send(m.signal);
-        MessageResult(Ok(Done::spawn(async move {
-            r.await.unwrap_or_else(|e| Err(e.to_string()))
-        })))
+        MessageResult(self.forward(&m.name, m.signal, |r| r.unwrap_or_else(|e| Err(e.to_string()))))
     }
 }
 
@@ -391,21 +397,15 @@ pub struct Kill {
 impl Handler<Kill> for Supervisor {
     type Result = MessageResult<Kill>;
     fn handle(&mut self, m: Kill, _: &mut Self::Context) -> Self::Result {
-        let w = match self.target(&m.name) {
-            Ok(w) => w,
-            Err(e) => return MessageResult(Err(e)),
-        };
-        let r = w.addr.send(KillProcesses {
+        let kill = KillProcesses {
             pid: m.pid,
             signal: m.signal,
             timeout: m.timeout,
-        });
-        MessageResult(Ok(Done::spawn(async move {
-            match r.await {
-                Ok(Ok((pids, rx))) => Ok((pids, Done(rx))),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(e.to_string()),
-            }
-        })))
+        };
+        MessageResult(self.forward(&m.name, kill, |r| match r {
+            Ok(Ok((pids, rx))) => Ok((pids, Done(rx))),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        }))
     }
 }
