@@ -16,12 +16,14 @@ need_python_venv() {
 
 # The compatibility tests drive Ringmaster with Circus's own Python tools.
 # The worker recipes run uvicorn and gunicorn under Ringmaster.
-if ! .venv/bin/python -c 'import circus, uvicorn, gunicorn' >/dev/null 2>&1; then
+# tests/deploy_files.rs validates the Kubernetes and Nomad examples.
+if ! .venv/bin/python -c 'import circus, uvicorn, gunicorn, kubernetes_validate, hcl2, yaml' >/dev/null 2>&1; then
     need_python_venv
-    echo "== creating .venv with circus==0.19.0, uvicorn and gunicorn from PyPI"
+    echo "== creating .venv with circus==0.19.0, uvicorn, gunicorn and the deploy validators from PyPI"
     rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0 -r config/requirements-workers.txt
+    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0 \
+        -r config/requirements-workers.txt -r tests/requirements-deploy.txt
 fi
 export RINGMASTER_TEST_VENV="$PWD/.venv"
 
