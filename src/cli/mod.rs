@@ -49,8 +49,10 @@ pub enum Command {
         /// Log level or filter (e.g. "debug"); default $RUST_LOG, then "info".
         #[arg(long)]
         log_level: Option<String>,
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
+        /// The daemon's own log: text (coloured only on a terminal) or json
+        /// (one object per line); default: the config's `log_format`, then text.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
         /// Run as a container's init (automatic when the pid is 1): orphans
         /// must come to us; exit code 1 when a `critical` watcher ends.
         #[arg(long)]
