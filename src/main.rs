@@ -79,6 +79,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Top(args) => ringmaster::cli::run_top(args, cli.conn),
         Command::Control(c) => run_client(c, cli.conn),
     }
 }

@@ -55,7 +55,11 @@ impl FileLogged {
             if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("daemon exited ({st}) before its watcher ran; log:\n{}", d.text());
             }
-            assert!(Instant::now() < deadline, "the watcher did not run; log:\n{}", d.text());
+            assert!(
+                Instant::now() < deadline,
+                "the watcher did not run; log:\n{}",
+                d.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         d
@@ -106,7 +110,9 @@ fn assert_json_lines(log: &[u8]) -> Vec<Value> {
     assert!(lines.len() >= 2, "start-up and shutdown are logged:\n{text}");
     for v in &lines {
         assert!(v["level"].is_string(), "no level: {v}");
-        let ts = v["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {v}"));
+        let ts = v["timestamp"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no timestamp: {v}"));
         assert!(
             chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
             "timestamp is not RFC 3339: {v}"
@@ -155,7 +161,10 @@ fn log_format_argument_wins_over_the_config_file() {
     let log = d.stop();
     let text = String::from_utf8_lossy(&log);
     let first = text.lines().next().expect("a log line");
-    assert!(serde_json::from_str::<Value>(first).is_err(), "text wins: {first}");
+    assert!(
+        serde_json::from_str::<Value>(first).is_err(),
+        "text wins: {first}"
+    );
     assert!(!log.contains(&0x1b), "no ESC:\n{text}");
 }
 

@@ -4,8 +4,10 @@
 
 mod client;
 mod output;
+mod top;
 
 pub use client::run_client;
+pub use top::{run_top, TopArgs};
 
 use crate::config::Format;
 use crate::daemon::LogFormat;
@@ -70,6 +72,9 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+    /// Live view: watchers, processes with CPU/memory sparklines, the selected
+    /// watcher's log; keys to start, stop, restart and scale (q quits).
+    Top(TopArgs),
     #[command(flatten)]
     Control(ControlCommand),
 }
