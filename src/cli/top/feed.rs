@@ -159,9 +159,10 @@ impl Feed {
                 name: Some(name.to_string()),
                 process: None,
             });
-            // A watcher removed meanwhile answers an error; the next status drops it.
-            if let Ok(reply) = self.client.call(req.command(), req.props()).await {
-                if reply["status"] != "error" {
+            match self.client.call(req.command(), req.props()).await {
+                // A watcher removed meanwhile answers an error; the next status drops it.
+                Ok(reply) if reply["status"] == "error" => {}
+                Ok(reply) => {
                     let u = Update::Stats {
                         watcher: name.to_string(),
                         reply,
@@ -169,6 +170,9 @@ impl Feed {
                     if updates.send(u).is_err() {
                         return false;
                     }
+                }
+                Err(e) => {
+                    let _ = updates.send(Update::Problem(describe(req.command(), &e)));
                 }
             }
         }

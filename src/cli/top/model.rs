@@ -180,7 +180,8 @@ pub(crate) enum Update {
         command: Command,
         result: Result<(), String>,
     },
-    /// A call failed (timeout, transport); the feed goes on trying.
+    /// A call failed (timeout, transport, error reply); the feed goes on
+    /// trying, and the next good `status` clears it.
     Problem(String),
 }
 
@@ -219,6 +220,8 @@ pub(crate) struct Model {
     pub filter: LogFilter,
     pub confirm: Option<Command>,
     pub note: Option<Note>,
+    /// What went wrong talking to the daemon, until a `status` succeeds again.
+    pub problem: Option<String>,
     /// Unix time of the last `status` reply.
     pub updated: Option<f64>,
     /// The watcher to select first (`ringmaster top NAME`).
@@ -290,19 +293,17 @@ impl Model {
                     },
                 });
             }
-            Update::Problem(text) => self.note = Some(Note { text, error: true }),
+            Update::Problem(text) => self.problem = Some(text),
         }
         Vec::new()
     }
 
     fn apply_status(&mut self, reply: &Value, now: f64) -> Vec<Effect> {
         let Some(details) = reply.get("details").and_then(Value::as_array) else {
-            self.note = Some(Note {
-                text: "the daemon's status reply has no details".into(),
-                error: true,
-            });
+            self.problem = Some("the daemon's status reply has no details".into());
             return Vec::new();
         };
+        self.problem = None;
         let mut watchers = Vec::with_capacity(details.len());
         let mut processes = HashMap::with_capacity(details.len());
         for d in details {

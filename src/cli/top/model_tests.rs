@@ -4,8 +4,11 @@
 use super::*;
 use serde_json::json;
 
-/// A verbose `status` reply: (name, state, numprocesses, [(wid, pid, restarts)]).
-pub(crate) fn status(watchers: &[(&str, &str, u64, &[(u64, i64, u64)])]) -> Update {
+/// A watcher of a test status: (name, state, numprocesses, [(wid, pid, restarts)]).
+pub(crate) type TestWatcher<'a> = (&'a str, &'a str, u64, &'a [(u64, i64, u64)]);
+
+/// A verbose `status` reply.
+pub(crate) fn status(watchers: &[TestWatcher]) -> Update {
     let details: Vec<Value> = watchers
         .iter()
         .map(|(name, state, n, procs)| {
@@ -307,4 +310,13 @@ fn stats_sizes_and_cpu_times_parse() {
     assert_eq!(parse_ctime("0:01.50"), Some(1.5));
     assert_eq!(parse_ctime("75:00.00"), Some(4500.0));
     assert_eq!(parse_ctime("bad"), None);
+}
+
+#[test]
+fn a_problem_shows_until_the_next_good_status() {
+    let mut m = two_watchers();
+    m.apply(Update::Problem("status: no reply within 5s".into()), 1.0);
+    assert_eq!(m.problem.as_deref(), Some("status: no reply within 5s"));
+    m.apply(status(&[("web", "active", 0, &[])]), 2.0);
+    assert_eq!(m.problem, None);
 }

@@ -260,6 +260,8 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
                 .bg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         ))
+    } else if let Some(p) = &model.problem {
+        Line::from(Span::styled(format!(" {p}"), Style::new().fg(Color::Red)))
     } else if let Some(n) = &model.note {
         let style = if n.error {
             Style::new().fg(Color::Red)

@@ -206,3 +206,14 @@ fn tiny_terminals_do_not_panic() {
         screen(&m, w, h);
     }
 }
+
+#[test]
+fn a_problem_talking_to_the_daemon_takes_the_status_line() {
+    let mut m = sample();
+    m.apply(
+        Update::Problem("status: no reply within 5s (is the daemon running?)".into()),
+        1.0,
+    );
+    let s = screen(&m, 120, 40);
+    assert!(s[38].contains("status: no reply within 5s"), "{}", s[38]);
+}
