@@ -222,8 +222,9 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
             .time
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // Topics name a watcher in lower case, as events do and followers subscribe.
         p.publish(
-            format!("logs.{}.{}", r.watcher, r.stream.as_str()),
+            format!("logs.{}.{}", r.watcher.to_lowercase(), r.stream.as_str()),
             &serde_json::json!({"time": t, "pid": r.pid, "wid": r.wid, "stream": r.stream.as_str(),
                 "line": String::from_utf8_lossy(&r.line), "seq": seq}),
         );
