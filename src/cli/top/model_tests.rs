@@ -320,3 +320,24 @@ fn a_problem_shows_until_the_next_good_status() {
     m.apply(status(&[("web", "active", 0, &[])]), 2.0);
     assert_eq!(m.problem, None);
 }
+
+#[test]
+fn topics_name_a_watcher_spelled_with_capitals_in_lower_case() {
+    let mut m = Model::new("e", None);
+    m.apply(status(&[("Web", "active", 1, &[(1, 9, 0)])]), 1.0);
+    m.apply(
+        Update::Log {
+            topic: "logs.web.stdout".into(),
+            payload: line(2.0, "stdout", "hi"),
+        },
+        2.0,
+    );
+    m.apply(
+        Update::Event {
+            topic: "watcher.web.spawn".into(),
+            payload: json!({"process_pid": 9, "time": 3.0}),
+        },
+        3.0,
+    );
+    assert_eq!(texts(&m), ["hi", "spawn"]);
+}
