@@ -125,6 +125,12 @@ impl Tmux {
         }
     }
 
+    /// A `#{format}` of the pane (tmux's display-message).
+    fn pane(&self, format: &str) -> String {
+        let out = self.tmux(&["display-message", "-p", "-t", SESSION, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The program's exit status, once it has ended.
     fn exit_status(&self) -> Option<i32> {
         std::fs::read_to_string(&self.status).ok()?.trim().parse().ok()
@@ -217,6 +223,34 @@ args = ["-c", "echo hello-from-$$; exec sleep 3600"]
         0,
         "top's exit status"
     );
+}
+
+#[test]
+fn top_ends_on_sigterm_and_gives_the_terminal_back() {
+    let mut d = Daemon::start("[watchers.quiet]\ncmd = \"sleep 3600\"\n");
+    d.wait_spawned("quiet", 1, secs(20));
+    let t = Tmux::start(&[BIN, "--endpoint", &endpoint(&d), "top"], 100, 30);
+    t.wait_screen("the watcher", secs(20), |s| {
+        s.contains("quiet") && s.contains("1/1")
+    });
+    assert_eq!(
+        t.pane("#{alternate_on}"),
+        "1",
+        "top draws on the alternate screen"
+    );
+    // The pane runs `sh -c`, whose one child is top.
+    let sh: i32 = t.pane("#{pane_pid}").parse().expect("pane_pid");
+    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+        .expect("children of the pane's shell");
+    let top: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("top runs")
+        .parse()
+        .expect("a pid");
+    unsafe { libc::kill(top, libc::SIGTERM) };
+    assert_eq!(t.wait_exit("top did not exit on SIGTERM", secs(10)), 0);
+    assert_eq!(t.pane("#{alternate_on}"), "0", "the terminal is given back");
 }
 
 #[test]

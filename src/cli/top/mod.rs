@@ -17,6 +17,7 @@ use futures::StreamExt;
 use model::{Effect, Model};
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::unbounded_channel;
 
 /// Updates applied before the screen is drawn again: a watcher printing
@@ -88,9 +89,14 @@ async fn ui(terminal: &mut ratatui::DefaultTerminal, mut model: Model, feed: Fee
     let task = tokio::spawn(feed.run(feed_requests, feed_updates));
     let _stop_feed = AbortOnDrop(task);
     let mut keys = EventStream::new();
+    // `kill` ends it as `q` does, leaving the terminal as it was.
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         terminal.draw(|f| view::draw(f, &model)).context("drawing")?;
         let effects = tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
             key = keys.next() => match key {
                 Some(Ok(Event::Key(k))) => input::action(k).map(|a| model.handle(a)).unwrap_or_default(),
                 // A resize (or anything else) only needs the redraw.
