@@ -22,24 +22,48 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// The daemon's own log on stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    Human,
+    /// One line per event for a person; coloured only on a terminal.
+    #[default]
+    #[value(alias = "human")]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `message`, fields) for log shippers.
     Json,
 }
 
+impl From<crate::streams::LogFormat> for LogFormat {
+    fn from(f: crate::streams::LogFormat) -> Self {
+        match f {
+            crate::streams::LogFormat::Text => LogFormat::Text,
+            crate::streams::LogFormat::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// Colour only for a person at a terminal: a redirected log (a file, journald,
+/// a pipe to a shipper) must not be full of escape sequences. `NO_COLOR` (any
+/// non-empty value) turns it off on a terminal too.
+fn use_ansi(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 pub fn init_logging(format: LogFormat, level: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    let ansi = use_ansi(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let res = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).flatten_event(true).try_init(),
     };
     if let Err(e) = res {
         eprintln!("ringmaster: cannot set up logging: {e}");
@@ -198,8 +222,9 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
             .time
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
+        // Topics name a watcher in lower case, as events do and followers subscribe.
         p.publish(
-            format!("logs.{}.{}", r.watcher, r.stream.as_str()),
+            format!("logs.{}.{}", r.watcher.to_lowercase(), r.stream.as_str()),
             &serde_json::json!({"time": t, "pid": r.pid, "wid": r.wid, "stream": r.stream.as_str(),
                 "line": String::from_utf8_lossy(&r.line), "seq": seq}),
         );
@@ -361,5 +386,18 @@ fn leave_nothing_behind() {
         for pid in kids {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_ansi;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_ansi(true, None));
+        assert!(use_ansi(true, Some("".into())));
+        assert!(!use_ansi(true, Some("1".into())));
+        assert!(!use_ansi(false, None));
     }
 }

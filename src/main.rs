@@ -14,10 +14,15 @@ fn main() -> ExitCode {
             log_format,
             init,
         } => {
-            daemon::init_logging(log_format, log_level.as_deref());
+            // Loaded before logging starts, so that its `log_format` can apply; a
+            // config error is printed as a report, not logged.
             let Some(mut cfg) = daemon::load_or_report(&config, format) else {
                 return ExitCode::from(1);
             };
+            let log_format = log_format
+                .or(cfg.global.log_format.map(daemon::LogFormat::from))
+                .unwrap_or_default();
+            daemon::init_logging(log_format, log_level.as_deref());
             // `run --endpoint ADDR` binds the control channel there instead of the config's endpoint.
             if let Some(ep) = cli.conn.endpoint {
                 if let Some(problem) = ringmaster::config::endpoint_problem(&ep) {
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Top(args) => ringmaster::cli::run_top(args, cli.conn),
         Command::Control(c) => run_client(c, cli.conn),
     }
 }

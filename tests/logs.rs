@@ -172,6 +172,41 @@ fn history_follow_and_pubsub() {
     });
 }
 
+/// Events and `logs -f` name a watcher in lower case; one spelled with
+/// capitals must be followed live all the same.
+#[test]
+fn a_watcher_spelled_with_capitals_is_followed_live() {
+    let mut d = Daemon::start(
+        "[watchers.TalkLoud]\ncmd = \"sh -c 'i=0; while [ $i -lt 600 ]; do i=$((i+1)); echo live $i; \
+         sleep 0.1; done; exec sleep 1000'\"\n",
+    );
+    d.wait_spawned("TalkLoud", 1, secs(10));
+    let ep = endpoint(&d);
+    let mut follower = Command::new(BIN)
+        .args(["logs", "TalkLoud", "-n", "0", "-f", "--endpoint", &ep])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx.recv_timeout(secs(20));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let line = line.expect("a live line of TalkLoud");
+    assert!(
+        line.starts_with("TalkLoud[") && line.contains("| live "),
+        "{line}"
+    );
+}
+
 #[test]
 fn unwritable_log_file_stops_startup_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,13 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if command -v sudo >/dev/null 2>&1 && [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+
 need_python_venv() {
     if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
         echo "== installing python3-venv (apt-get)"
-        if command -v sudo >/dev/null 2>&1 && [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv
     fi
 }
+
+# tests/top.rs runs `ringmaster top` in a real terminal: tmux.
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "== installing tmux (apt-get)"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y tmux
+fi
 
 # The compatibility tests drive Ringmaster with Circus's own Python tools.
 # The worker recipes run uvicorn and gunicorn under Ringmaster.

@@ -16,7 +16,7 @@ use std::time::Duration;
 const EXIT_ERROR_REPLY: u8 = 3;
 const EXIT_TRANSPORT: u8 = 1;
 
-fn endpoint(conn: &Conn) -> String {
+pub(super) fn endpoint(conn: &Conn) -> String {
     conn.endpoint
         .clone()
         .or_else(|| {

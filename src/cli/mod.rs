@@ -4,8 +4,10 @@
 
 mod client;
 mod output;
+mod top;
 
 pub use client::run_client;
+pub use top::{run_top, TopArgs};
 
 use crate::config::Format;
 use crate::daemon::LogFormat;
@@ -49,8 +51,10 @@ pub enum Command {
         /// Log level or filter (e.g. "debug"); default $RUST_LOG, then "info".
         #[arg(long)]
         log_level: Option<String>,
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
+        /// The daemon's own log: text (coloured only on a terminal) or json
+        /// (one object per line); default: the config's `log_format`, then text.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
         /// Run as a container's init (automatic when the pid is 1): orphans
         /// must come to us; exit code 1 when a `critical` watcher ends.
         #[arg(long)]
@@ -68,6 +72,9 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
     Man,
+    /// Live view: watchers, processes with CPU/memory sparklines, the selected
+    /// watcher's log; keys to start, stop, restart and scale (q quits).
+    Top(TopArgs),
     #[command(flatten)]
     Control(ControlCommand),
 }

@@ -76,6 +76,8 @@ pub struct GlobalSpec {
     pub umask: Option<u32>,
     pub pidfile: Option<PathBuf>,
     pub loglevel: Option<String>,
+    /// The daemon's own log format, when the file sets one.
+    pub log_format: Option<crate::streams::LogFormat>,
     pub history_lines: usize,
     pub publish_logs: bool,
     pub debug: bool,

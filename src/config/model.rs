@@ -55,6 +55,8 @@ pub struct GlobalConfig {
     pub pidfile: Option<PathBuf>,
     pub loglevel: Option<String>,
     pub logoutput: Option<String>,
+    /// The daemon's own log on stderr: `text` (default) or `json`; `run --log-format` wins.
+    pub log_format: Option<crate::streams::LogFormat>,
     /// Lines of output kept in memory per watcher for `ringmaster logs`.
     pub history_lines: Option<usize>,
     /// Publish every output line on the pubsub socket (`logs.<watcher>.<stream>`),

@@ -81,6 +81,7 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
         umask: g.umask.as_ref().map(|u| u.get_ref().0),
         pidfile: g.pidfile.clone(),
         loglevel: g.loglevel.clone(),
+        log_format: g.log_format,
         history_lines: g.history_lines.unwrap_or(1000),
         publish_logs: g.publish_logs,
         debug: g.debug,

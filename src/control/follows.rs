@@ -46,9 +46,12 @@ impl LogFollows {
             return false;
         }
         let Ok(m) = self.leases.read() else { return false };
-        match m.get(watcher) {
-            Some(until) => *until > Instant::now(),
-            None => false,
-        }
+        // Leases are keyed by the lower-cased name; most names already are.
+        let until = if watcher.bytes().any(|b| b.is_ascii_uppercase()) {
+            m.get(&watcher.to_lowercase())
+        } else {
+            m.get(watcher)
+        };
+        until.is_some_and(|until| *until > Instant::now())
     }
 }
