@@ -83,11 +83,16 @@ fn check_path(path: &Path, dir: tempfile::TempDir) -> Checked {
 /// miette wraps long messages at 80 columns behind a `│` gutter; join the
 /// lines back so a message can be searched whole.
 fn unwrap_report(report: &str) -> String {
-    report
-        .lines()
-        .map(|l| l.trim_start().trim_start_matches(['│', '×']).trim())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::new();
+    for l in report.lines() {
+        let l = l.trim_start().trim_start_matches(['│', '×']).trim();
+        // miette wraps after the hyphen of a word ("non-" / "negative").
+        if !out.is_empty() && !out.ends_with('-') {
+            out.push(' ');
+        }
+        out.push_str(l);
+    }
+    out
 }
 
 #[test]

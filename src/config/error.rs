@@ -239,8 +239,53 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// The dotted key at a byte offset: the enclosing `[table]` plus the key on that line.
+/// The dotted key (`table.key`, segments quoted where TOML needs it, as
+/// `circus_ini::key_path` writes them) whose key or value holds `offset`.
+/// It is looked up in the parsed document, so a multi-line string with a
+/// line that looks like `[table]` cannot mislead it; text that does not
+/// parse falls back to reading the lines around the offset.
 pub fn key_at(src: &str, offset: usize) -> Option<String> {
+    if let Ok(doc) = toml::de::DeTable::parse(src) {
+        let mut path = Vec::new();
+        if key_in_table(doc.get_ref(), offset, &mut path) {
+            return Some(path.join("."));
+        }
+    }
+    key_at_lines(src, offset)
+}
+
+fn holds(span: Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end
+}
+
+/// Pushes onto `path` the keys down to the innermost entry holding `offset`.
+fn key_in_table(t: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (k, v) in t.iter() {
+        path.push(crate::config::circus_ini::key_path(&[k.get_ref()]));
+        if key_in_value(v.get_ref(), offset, path) || holds(k.span(), offset) || holds(v.span(), offset) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn key_in_value(v: &toml::de::DeValue<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    match v {
+        toml::de::DeValue::Table(t) => key_in_table(t, offset, path),
+        // An array of tables names its elements by the array's key.
+        toml::de::DeValue::Array(a) => a.iter().any(|e| key_in_value(e.get_ref(), offset, path)),
+        toml::de::DeValue::String(_)
+        | toml::de::DeValue::Integer(_)
+        | toml::de::DeValue::Float(_)
+        | toml::de::DeValue::Boolean(_)
+        | toml::de::DeValue::Datetime(_) => false,
+    }
+}
+
+/// [`key_at`] for text that does not parse: the nearest `[table]` line above
+/// and the key of the offset's own line.
+fn key_at_lines(src: &str, offset: usize) -> Option<String> {
     let offset = floor_char_boundary(src, offset.min(src.len()));
     let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = src[offset..].find('\n').map_or(src.len(), |i| offset + i);
@@ -315,6 +360,31 @@ mod tests {
         assert_eq!(Arc::strong_count(&src.text), MAX_REPORTED + 2);
         let rendered = format!("{:?}", miette::Report::new(e));
         assert!(rendered.len() < 50 * 1024, "{}", rendered.len());
+    }
+
+    #[test]
+    fn a_line_inside_a_multiline_string_is_not_a_table_header() {
+        let src = "[ringmaster]\npubsub_endpoint = \"\"\"\n[circus]\nx\"\"\"\nstats_endpoint = \"bad\"\n";
+        let at = src.find("\"bad").unwrap();
+        assert_eq!(key_at(src, at).as_deref(), Some("ringmaster.stats_endpoint"));
+        let inside = src.find("[circus]").unwrap();
+        assert_eq!(key_at(src, inside).as_deref(), Some("ringmaster.pubsub_endpoint"));
+    }
+
+    #[test]
+    fn keys_of_inline_tables_and_arrays_of_tables() {
+        let src =
+            "[watchers.web]\nready = { type = \"tcp\", port = 1 }\n[[watchers.web.hooks]]\ncmd = \"x\"\n";
+        assert_eq!(
+            key_at(src, src.find("1 }").unwrap()).as_deref(),
+            Some("watchers.web.ready.port")
+        );
+        assert_eq!(
+            key_at(src, src.find("\"x\"").unwrap()).as_deref(),
+            Some("watchers.web.hooks.cmd")
+        );
+        // Unparseable text: read from the lines.
+        assert_eq!(key_at("[a]\nb = = 1\n", 5).as_deref(), Some("a.b"));
     }
 
     #[test]
