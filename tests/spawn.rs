@@ -78,7 +78,11 @@ sockets = ["two", "one"]
     wait_exec(pid, "sleep");
     assert_eq!(link(d.pid(), 3), one_link, "the daemon holds one at 3");
     assert_eq!(link(d.pid(), 4), two_link, "the daemon holds two at 4");
-    assert_eq!(fds(pid), vec![0, 1, 2, 3, 4], "stdio and the two sockets, nothing else");
+    assert_eq!(
+        fds(pid),
+        vec![0, 1, 2, 3, 4],
+        "stdio and the two sockets, nothing else"
+    );
     assert_eq!(link(pid, 3), two_link, "two goes to 3");
     assert_eq!(link(pid, 4), one_link, "one goes to 4");
     let env = environ(pid);
@@ -120,7 +124,10 @@ close_child_stderr = true
     assert_eq!(fds(closed), vec![0, 1, 2]);
     assert_eq!(link(open, 0), input.to_string_lossy(), "the daemon's stdin");
     let (out, err) = (link(open, 1), link(open, 2));
-    assert!(out.starts_with("pipe:") && err.starts_with("pipe:"), "{out} {err}");
+    assert!(
+        out.starts_with("pipe:") && err.starts_with("pipe:"),
+        "{out} {err}"
+    );
     assert_ne!(out, err, "stdout and stderr are separate pipes");
     for fd in 0..3 {
         assert_eq!(link(closed, fd), "/dev/null", "fd {fd}");
@@ -153,12 +160,17 @@ fn user_with_supplementary_group() -> (String, Vec<u32>) {
 
 #[test]
 fn a_named_user_gets_its_uid_primary_gid_and_supplementary_groups() {
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test changes ids: run it as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test changes ids: run it as root"
+    );
     let (user, mut want) = user_with_supplementary_group();
-    let uid = nix::unistd::User::from_name(&user).unwrap().expect("passwd entry").uid;
-    let mut d = Daemon::start(&format!(
-        "[watchers.u]\ncmd = \"sleep 1000\"\nuid = \"{user}\"\n"
-    ));
+    let uid = nix::unistd::User::from_name(&user)
+        .unwrap()
+        .expect("passwd entry")
+        .uid;
+    let mut d = Daemon::start(&format!("[watchers.u]\ncmd = \"sleep 1000\"\nuid = \"{user}\"\n"));
     let pid = d.wait_spawned("u", 1, secs(10))[0];
     wait_exec(pid, "sleep");
     let ids = |key: &str| -> Vec<u32> {
@@ -205,7 +217,10 @@ cmd = "sleep 1000"
     );
     let mut d = Daemon::start(&cfg);
     let expect = [
-        ("nodir", "cannot start sleep: chdir: No such file or directory (os error 2)"),
+        (
+            "nodir",
+            "cannot start sleep: chdir: No such file or directory (os error 2)",
+        ),
         (
             "noexec",
             &format!(
@@ -213,11 +228,17 @@ cmd = "sleep 1000"
                 script.display()
             ),
         ),
-        ("nolimit", "cannot start sleep: setrlimit: Operation not permitted (os error 1)"),
+        (
+            "nolimit",
+            "cannot start sleep: setrlimit: Operation not permitted (os error 1)",
+        ),
     ];
     for (w, reason) in expect {
         let v = d.wait_for(&format!("spawn failure of {w}"), secs(10), |v| {
-            v["watcher"] == w && v["message"].as_str().is_some_and(|m| m.starts_with("spawn failed"))
+            v["watcher"] == w
+                && v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("spawn failed"))
         });
         assert_eq!(v["message"], format!("spawn failed: {reason}"), "{w}");
     }

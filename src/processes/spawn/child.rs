@@ -106,7 +106,14 @@ static CHANNELS: Mutex<Vec<Channel>> = Mutex::new(Vec::new());
 fn new_channel() -> io::Result<Channel> {
     let mut sv = [-1; 2];
     // SAFETY: socketpair fills sv with two fresh fds on success.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) } != 0
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    } != 0
     {
         return Err(io::Error::last_os_error());
     }
@@ -385,7 +392,13 @@ unsafe fn child(p: &mut Plan) -> ! {
     }
 
     if let Some(i) = p.cgroup {
-        if i < want && sys(libc::SYS_write, *received.add(i) as libc::c_long, b"0".as_ptr() as libc::c_long, 1) != 1
+        if i < want
+            && sys(
+                libc::SYS_write,
+                *received.add(i) as libc::c_long,
+                b"0".as_ptr() as libc::c_long,
+                1,
+            ) != 1
         {
             fail(p, STEP_CGROUP);
         }

@@ -25,8 +25,8 @@ use crate::config::model::{Args, Ident};
 use crate::config::WatcherSpec;
 use crate::processes::substitute::{substitute, Vars};
 use crate::reaper::{Exited, Reaper};
-use plan::{Plan, PlanInput};
 use actix::Recipient;
+use plan::{Plan, PlanInput};
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -316,11 +316,53 @@ pub fn spawn(
     spec: &WatcherSpec,
     wid: u32,
     sockets: &[InheritedSocket],
-    (stdout, stderr): (Output, Output),
+    outputs: (Output, Output),
     extra_env: &[(String, String)],
     owner: Recipient<Exited>,
     cgroup_procs: Option<RawFd>,
 ) -> Result<Spawned, SpawnError> {
+    let Prepared {
+        mut plan,
+        pipes,
+        argv,
+        prog,
+    } = prepare(spec, wid, sockets, outputs, extra_env, cgroup_procs)?;
+    Reaper::global()
+        .spawn_with(owner, || child::launch(&mut plan))
+        .map_err(|e| launch_error(prog, e))
+        .map(|pid| Spawned {
+            pid,
+            stdout: pipes.stdout,
+            stderr: pipes.stderr,
+            argv,
+        })
+}
+
+fn launch_error(program: String, e: child::LaunchError) -> SpawnError {
+    match e {
+        child::LaunchError::Setup(s) => SpawnError::Prepare(s),
+        child::LaunchError::Clone(e) => SpawnError::Fork(e),
+        child::LaunchError::Child { step, err } => SpawnError::Child { program, step, err },
+    }
+}
+
+/// A spawn ready to launch.
+struct Prepared {
+    plan: Plan,
+    pipes: plan::Pipes,
+    argv: Vec<String>,
+    /// The program as configured, for messages.
+    prog: String,
+}
+
+fn prepare(
+    spec: &WatcherSpec,
+    wid: u32,
+    sockets: &[InheritedSocket],
+    (stdout, stderr): (Output, Output),
+    extra_env: &[(String, String)],
+    cgroup_procs: Option<RawFd>,
+) -> Result<Prepared, SpawnError> {
     let child_fds: Vec<(String, i32)> = sockets
         .iter()
         .enumerate()
@@ -367,7 +409,7 @@ pub fn spawn(
         env_bufs.push(b);
     }
     let src: Vec<RawFd> = sockets.iter().map(|s| s.fd).collect();
-    let (mut plan, pipes) = Plan::build(PlanInput {
+    let (plan, pipes) = Plan::build(PlanInput {
         spec,
         program: cstring("program path", program.as_os_str().as_bytes())?,
         argv: &argv,
@@ -377,28 +419,83 @@ pub fn spawn(
         outputs: (stdout, stderr),
         cgroup_procs,
     })?;
-    Reaper::global()
-        .spawn_with(owner, || child::launch(&mut plan))
-        .map_err(|e| match e {
-            child::LaunchError::Setup(s) => SpawnError::Prepare(s),
-            child::LaunchError::Clone(e) => SpawnError::Fork(e),
-            child::LaunchError::Child { step, err } => SpawnError::Child {
-                program: prog,
-                step,
-                err,
-            },
-        })
-        .map(|pid| Spawned {
-            pid,
-            stdout: pipes.stdout,
-            stderr: pipes.stderr,
-            argv,
-        })
+    Ok(Prepared {
+        plan,
+        pipes,
+        argv,
+        prog,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    fn spec(cmd: &str) -> WatcherSpec {
+        let text =
+            format!("[watchers.t]\ncmd = \"{cmd}\"\nclose_child_stdout = true\nclose_child_stderr = true\n");
+        let cfg = crate::config::load_toml_str(Path::new("t.toml"), &text).expect("config");
+        cfg.watchers.into_iter().next().expect("one watcher")
+    }
+
+    /// Median time of one spawn (until exec) of `spec`, over `n`.
+    fn median_spawn(spec: &WatcherSpec, n: usize) -> Duration {
+        let mut times: Vec<Duration> = (0..n)
+            .map(|_| {
+                let mut p = prepare(spec, 1, &[], (Output::Null, Output::Null), &[], None).expect("prepare");
+                let t = Instant::now();
+                let pid = child::launch(&mut p.plan).unwrap_or_else(|_| panic!("launch failed"));
+                let took = t.elapsed();
+                // ECHILD: another test reaped it (waitpid(-1)); the time is taken.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                took
+            })
+            .collect();
+        times.sort();
+        times[n / 2]
+    }
+
+    /// The micro-benchmark behind the spawn design (docs/benchmarks.md):
+    /// a fork or a plain vfork copies the whole descriptor table and execve
+    /// closes it, ~10× slower per spawn with 16,000 fds than with none.
+    /// Here the cost must not follow the daemon's descriptors.
+    #[test]
+    fn spawn_cost_does_not_grow_with_the_daemons_descriptors() {
+        reserve_channels().expect("channels");
+        let spec = spec("/bin/true");
+        median_spawn(&spec, 5); // warm: stack, /dev/null, page cache
+        let few = median_spawn(&spec, 41);
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let want = 16_384u64;
+        if soft < want + 256 {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                (want + 256).min(hard),
+                hard,
+            )
+            .expect("raise RLIMIT_NOFILE");
+        }
+        assert!(
+            hard >= want + 256,
+            "this test needs RLIMIT_NOFILE >= {} (hard limit {hard})",
+            want + 256
+        );
+        let mut held = Vec::new();
+        while (held.len() as u64) < want {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+            held.push(r);
+            held.push(w);
+        }
+        let many = median_spawn(&spec, 41);
+        drop(held);
+        eprintln!("spawn of /bin/true until exec: {few:?} with few fds, {many:?} with {want} more");
+        assert!(
+            many < few * 3 + Duration::from_micros(500),
+            "a spawn costs {many:?} with {want} fds open, {few:?} without"
+        );
+    }
 
     #[test]
     fn env_dollar_expansion() {
