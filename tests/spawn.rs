@@ -246,3 +246,37 @@ cmd = "sleep 1000"
     wait_exec(pid, "sleep");
     assert_eq!(d.stop(secs(15)), 0);
 }
+
+/// The cgroup directory under `dir` whose cgroup.procs lists `pid`.
+fn cgroup_of(dir: &std::path::Path, pid: i32) -> Option<std::path::PathBuf> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    if procs.lines().any(|l| l.trim() == pid.to_string()) {
+        return Some(dir.to_path_buf());
+    }
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| cgroup_of(&e.path(), pid))
+}
+
+/// In cgroup mode the child joins its slot's cgroup before exec, so what it
+/// runs is contained from its first instruction.
+#[test]
+fn a_child_runs_in_its_slots_cgroup() {
+    let mut d = Daemon::start("[ringmaster]\nkill_mode = \"cgroup\"\n[watchers.c]\ncmd = \"sleep 1000\"\n");
+    let v = d.wait_msg("process containment", None, secs(10));
+    assert_eq!(v["kill_mode"], "cgroup", "{v}");
+    let root = std::path::PathBuf::from(v["cgroup"].as_str().expect("the cgroup root in the log"));
+    let pid = d.wait_spawned("c", 1, secs(10))[0];
+    wait_exec(pid, "sleep");
+    let dir =
+        cgroup_of(&root, pid).unwrap_or_else(|| panic!("{pid} is in no cgroup under {}", root.display()));
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("c.1."),
+        "the slot's cgroup (watcher c, wid 1): {}",
+        dir.display()
+    );
+    assert_eq!(d.stop(secs(15)), 0);
+}
