@@ -1268,8 +1268,8 @@ def report(ctx, R, elapsed):
     target("idle CPU ≤ 1/10 of circusd", f"{fmt(a, '%', 3)} vs {fmt(b, '%', 3)}" if a is not None and b else "–",
            (a * 10 <= b) if a is not None and b else None)
     a, b = R.med("spawn_total_ms", RM), R.med("spawn_total_ms", C)
-    target("spawn 100 ≤ 1.5× the C loop", f"{fmt(a)} vs {fmt(b)} ms = {a / b:.2f}×" if a and b else "–",
-           (a <= 1.5 * b) if a and b else None)
+    target("spawn 100 ≤ 1.2× the C loop", f"{fmt(a)} vs {fmt(b)} ms = {a / b:.2f}×" if a and b else "–",
+           (a <= 1.2 * b) if a and b else None)
     a = R.med("respawn_ms:" + RM, RM)
     target("respawn median ≤ 5 ms", f"{fmt(a)} ms" if a else "–", (a <= 5) if a else None)
     a = R.med("cli_ms", RM)

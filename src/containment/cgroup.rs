@@ -299,7 +299,7 @@ pub(crate) struct SlotCgroup {
 }
 
 impl SlotCgroup {
-    /// The `cgroup.procs` a forked child writes "0" to, to join the cgroup:
+    /// The `cgroup.procs` a new child writes "0" to, to join the cgroup:
     /// opened for one spawn only, so a slot holds no fd between spawns.
     pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
         let path = CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())
