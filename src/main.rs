@@ -13,6 +13,7 @@ fn main() -> ExitCode {
             log_level,
             log_format,
             init,
+            http,
         } => {
             daemon::init_logging(log_format, log_level.as_deref());
             let Some(mut cfg) = daemon::load_or_report(&config, format) else {
@@ -25,6 +26,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
                 cfg.global.endpoint = Some(ep);
+            }
+            if let Some(addr) = http {
+                cfg.global.http_endpoint = Some(addr);
             }
             let code = daemon::run(cfg, init);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Dashboard { no_browser } => ringmaster::cli::dashboard(no_browser),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ringmaster", &mut std::io::stdout());
             ExitCode::SUCCESS
