@@ -16,14 +16,26 @@ need_python_venv() {
 
 # The compatibility tests drive Ringmaster with Circus's own Python tools.
 # The worker recipes run uvicorn and gunicorn under Ringmaster.
+# tests/http.rs parses /metrics with the Prometheus client's own parser.
+PROMETHEUS_CLIENT=prometheus-client==0.23.1
 if ! .venv/bin/python -c 'import circus, uvicorn, gunicorn' >/dev/null 2>&1; then
     need_python_venv
-    echo "== creating .venv with circus==0.19.0, uvicorn and gunicorn from PyPI"
+    echo "== creating .venv with circus==0.19.0, uvicorn, gunicorn and $PROMETHEUS_CLIENT from PyPI"
     rm -rf .venv
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0 -r config/requirements-workers.txt
+    .venv/bin/pip install -q --disable-pip-version-check circus==0.19.0 -r config/requirements-workers.txt "$PROMETHEUS_CLIENT"
+elif ! .venv/bin/python -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "== adding $PROMETHEUS_CLIENT to .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "$PROMETHEUS_CLIENT"
 fi
 export RINGMASTER_TEST_VENV="$PWD/.venv"
+
+# tests/dashboard.rs drives the dashboard in a real headless Chromium.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "== installing chromium and chromium-driver (apt-get)"
+    if command -v sudo >/dev/null 2>&1 && [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
