@@ -34,23 +34,6 @@ impl Response {
     }
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        let start = nl + 2;
-        out.extend_from_slice(&b[start..(start + size).min(b.len())]);
-        b = &b[(start + size + 2).min(b.len())..];
-    }
-}
-
 /// One request; `Connection: close`, so the body ends at EOF.
 pub fn request(
     addr: SocketAddr,
@@ -73,29 +56,52 @@ pub fn request(
     s.write_all(req.as_bytes()).expect("send");
     // A refused body may be answered before it is all read: ignore the write error.
     let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP header in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    // Read the head, then exactly the body (a server may keep the connection open).
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => head.push_str(&line),
+            Err(e) => panic!("{method} {path}: reading the response: {e}"),
+        }
+    }
     let mut lines = head.lines();
     let status = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .expect("status line");
+        .unwrap_or_else(|| panic!("{method} {path}: no status line in {head:?}"));
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body).expect("the body");
+    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).expect("chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).expect("chunk");
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        let _ = r.read_to_end(&mut body);
     }
     Response {
         status,
@@ -322,20 +328,32 @@ impl Browser {
         })
     }
 
-    /// Clicks the element `css` selects (through WebDriver, as a user would).
+    /// Clicks the element `css` selects (through WebDriver, as a user
+    /// would). The page redraws its table as data comes in: a reference that
+    /// went stale between finding and clicking is looked up again.
     pub fn click(&self, css: &str) {
-        let el = self.call(
-            "POST",
-            "/element",
-            Some(json!({ "using": "css selector", "value": css })),
-        );
-        let id = el
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element {css}"))
-            .to_string();
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for _ in 0..20 {
+            let path = format!("/session/{}/element", self.session);
+            let el = post_json(self.addr, &path, &[], &json!({ "using": "css selector", "value": css })).json();
+            let id = el["value"]
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("no element {css}: {el}"))
+                .to_string();
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let r = post_json(self.addr, &path, &[], &json!({}));
+            if r.status == 200 {
+                return;
+            }
+            let v = r.json();
+            assert!(
+                v["value"]["error"] == "stale element reference",
+                "click {css}: {} {v}",
+                r.status
+            );
+        }
+        panic!("{css} kept going stale");
     }
 
     pub fn screenshot(&self) -> Vec<u8> {

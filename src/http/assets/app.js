@@ -22,6 +22,7 @@ let pendingWhilePaused = 0;
 let streamFilter = "";
 let search = "";
 let filter = "";
+const signalChoice = new Map(); // watcher -> signal picked in its menu
 
 // ---------------------------------------------------------------- formatting
 
@@ -51,10 +52,11 @@ function time(t) {
 }
 
 function spark(values, cls, label) {
-  const w = 90, h = 22;
+  const w = 96, h = 24;
   const v = values.length ? values : [0];
   const max = Math.max(...v, cls === "cpu" ? 5 : 1);
-  const step = v.length > 1 ? w / (KEEP - 1) : 0;
+  // A short history grows from the right edge; a full one spans the width.
+  const step = v.length > 1 ? w / Math.max(v.length - 1, 30) : 0;
   const x0 = w - (v.length - 1) * step;
   const pts = v.map((y, i) => `${(x0 + i * step).toFixed(1)},${(h - 1 - (y / max) * (h - 3)).toFixed(1)}`);
   const area = `${x0.toFixed(1)},${h} ${pts.join(" ")} ${w},${h}`;
@@ -76,7 +78,8 @@ function summed(pids, k) {
 
 function actionButtons(name, w) {
   const n = esc(name);
-  const sigs = SIGNALS.map((s) => `<option>${s}</option>`).join("");
+  const pick = signalChoice.get(name) || "HUP";
+  const sigs = SIGNALS.map((s) => `<option${s === pick ? " selected" : ""}>${s}</option>`).join("");
   return `<button class="btn small" data-action="start" data-watcher="${n}" title="Start">Start</button>` +
     `<button class="btn small" data-action="reload" data-watcher="${n}" title="Graceful reload">Reload</button>` +
     `<button class="btn small" data-action="restart" data-watcher="${n}" title="Rolling restart">Restart</button>` +
@@ -89,6 +92,12 @@ function actionButtons(name, w) {
 
 function render() {
   if (!snap) return;
+  // Redrawing would close a signal menu the user has open: wait until it closes.
+  const focus = document.activeElement;
+  if (focus && focus.tagName === "SELECT" && focus.closest("#rows")) {
+    focus.addEventListener("blur", render, { once: true });
+    return;
+  }
   const rows = [];
   const f = filter.toLowerCase();
   const shown = snap.watchers.filter((w) => !f || w.name.toLowerCase().includes(f) || w.state.includes(f));
@@ -271,6 +280,11 @@ document.addEventListener("click", (e) => {
     }
     if (selected !== n) select(n); else render();
   }
+});
+
+document.addEventListener("change", (e) => {
+  const s = e.target.closest("select[data-signal-for]");
+  if (s) signalChoice.set(s.dataset.signalFor, s.value);
 });
 
 $("#filter").addEventListener("input", (e) => { filter = e.target.value.trim(); render(); });
