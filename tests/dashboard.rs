@@ -23,7 +23,7 @@ cmd = "sh -c 'i=0; while true; do i=$((i+1)); echo \"GET /orders/$i 200 in 3ms\"
 numprocesses = 3
 
 [watchers.worker]
-cmd = "sh -c 'while true; do echo job done; echo warning: slow job >&2; sleep 2; done'"
+cmd = "sh -c 'while true; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo job done; echo warning: slow job >&2; sleep 1; done'"
 numprocesses = 2
 
 [watchers.talker]
@@ -78,8 +78,16 @@ fn log_in_see_the_watchers_and_restart_one() {
         json!([]),
     );
     let names: HashSet<(String, String)> = serde_json::from_value(names).expect("names");
-    for (w, s) in [("web", "active"), ("worker", "active"), ("talker", "active"), ("cron", "stopped")] {
-        assert!(names.contains(&(w.to_string(), s.to_string())), "{w} {s} in {names:?}");
+    for (w, s) in [
+        ("web", "active"),
+        ("worker", "active"),
+        ("talker", "active"),
+        ("cron", "stopped"),
+    ] {
+        assert!(
+            names.contains(&(w.to_string(), s.to_string())),
+            "{w} {s} in {names:?}"
+        );
     }
     b.wait_js(
         "the live indicator",
@@ -113,7 +121,11 @@ fn log_in_see_the_watchers_and_restart_one() {
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
 
     b.click("button[data-action=\"restart\"][data-watcher=\"web\"]");
-    b.wait_js("the confirmation", secs(5), "return document.getElementById('confirm').open || null;");
+    b.wait_js(
+        "the confirmation",
+        secs(5),
+        "return document.getElementById('confirm').open || null;",
+    );
     b.click("#confirm-ok");
     let after = web::eventually("web's pids replaced", secs(30), || {
         let now = pids_of(&b, "web");
@@ -143,7 +155,10 @@ fn a_new_log_line_appears_live() {
     assert_eq!(found, json!(format!("MARKER-{marker}")));
     // The stream filter hides stdout when stderr is picked.
     b.click("#log-stream button[data-stream=\"stderr\"]");
-    let n = b.exec("return document.querySelectorAll('#log-lines .line').length;", json!([]));
+    let n = b.exec(
+        "return document.querySelectorAll('#log-lines .line').length;",
+        json!([]),
+    );
     assert_eq!(n, 0);
 }
 
@@ -158,7 +173,10 @@ fn a_wrong_token_gets_nothing() {
     for w in ["web", "worker", "talker"] {
         assert!(!text.contains(w), "the page names {w}: {text}");
     }
-    let rows = b.exec("return document.querySelectorAll('tr.watcher').length;", json!([]));
+    let rows = b.exec(
+        "return document.querySelectorAll('tr.watcher').length;",
+        json!([]),
+    );
     assert_eq!(rows, 0);
     // The API refuses the page too (no cookie was set).
     let status = b.exec(

@@ -87,13 +87,6 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
             _ => f.clone(),
         }
     });
-    if let (Some(f), None) = (&g.http_token_file, &g.http_endpoint) {
-        r.err_help(
-            f.span(),
-            "http_token_file: no http_endpoint is set",
-            "set http_endpoint, or remove http_token_file",
-        );
-    }
     let global_env = check_env(&mut r, &file.env, None);
     let global = GlobalSpec {
         endpoint: g.endpoint.as_ref().map(|e| e.get_ref().clone()),

@@ -28,7 +28,7 @@ pub(crate) fn api_error(e: ApiError) -> HttpResponse {
 
 pub(crate) async fn state(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard(&req, &s) {
-        return r;
+        return r.into();
     }
     match s.bridge.send(GetSnapshot).await {
         Ok(snap) => HttpResponse::Ok().json(snap),
@@ -48,7 +48,7 @@ pub(crate) struct LogsQuery {
 
 pub(crate) async fn logs(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard(&req, &s) {
-        return r;
+        return r.into();
     }
     let q = match web::Query::<LogsQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
@@ -120,7 +120,7 @@ pub(crate) fn parse_action(b: &ActionBody) -> Result<Action, String> {
 pub(crate) async fn action(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> HttpResponse {
     let auth = match guard(&req, &s) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into(),
     };
     if let Err(why) = s.secrets.check_change(&req, auth) {
         return fail(StatusCode::FORBIDDEN, why);

@@ -22,7 +22,7 @@ async fn snapshot(s: &Shared) -> Result<Snapshot, HttpResponse> {
 
 pub(crate) async fn healthz(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard_open(&req, &s) {
-        return r;
+        return r.into();
     }
     match snapshot(&s).await {
         Ok(_) => HttpResponse::Ok().json(json!({"status": "ok"})),
@@ -50,7 +50,7 @@ pub(crate) fn not_ready(snap: &Snapshot) -> Vec<String> {
 
 pub(crate) async fn readyz(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard_open(&req, &s) {
-        return r;
+        return r.into();
     }
     let snap = match snapshot(&s).await {
         Ok(snap) => snap,

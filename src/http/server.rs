@@ -82,20 +82,31 @@ pub(crate) fn fail(status: StatusCode, why: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": why }))
 }
 
-/// The request carries the token (cookie or bearer), or the answer to send instead.
-pub(crate) fn guard(req: &HttpRequest, s: &Shared) -> Result<Auth, HttpResponse> {
+/// Why a request without the right token is refused.
+pub(crate) struct Denied(Auth);
+
+impl From<Denied> for HttpResponse {
+    fn from(d: Denied) -> HttpResponse {
+        match d.0 {
+            Auth::Wrong => fail(StatusCode::UNAUTHORIZED, "wrong token"),
+            _ => fail(
+                StatusCode::UNAUTHORIZED,
+                "a token is required: open the URL `ringmaster dashboard` prints, or send Authorization: Bearer",
+            ),
+        }
+    }
+}
+
+/// The request carries the token (cookie or bearer), or why not.
+pub(crate) fn guard(req: &HttpRequest, s: &Shared) -> Result<Auth, Denied> {
     match s.secrets.check(req) {
         a if a.ok() => Ok(a),
-        Auth::Wrong => Err(fail(StatusCode::UNAUTHORIZED, "wrong token")),
-        _ => Err(fail(
-            StatusCode::UNAUTHORIZED,
-            "a token is required: open the URL `ringmaster dashboard` prints, or send Authorization: Bearer",
-        )),
+        a => Err(Denied(a)),
     }
 }
 
 /// For /metrics and the probes: open unless `http_metrics_auth`.
-pub(crate) fn guard_open(req: &HttpRequest, s: &Shared) -> Result<(), HttpResponse> {
+pub(crate) fn guard_open(req: &HttpRequest, s: &Shared) -> Result<(), Denied> {
     if s.secrets.metrics_auth {
         guard(req, s).map(|_| ())
     } else {
@@ -156,7 +167,7 @@ async fn index(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
 
 async fn scrape(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard_open(&req, &s) {
-        return r;
+        return r.into();
     }
     match s.bridge.send(GetSnapshot).await {
         Ok(snap) => HttpResponse::Ok()
@@ -171,7 +182,7 @@ async fn scrape(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
 
 async fn events(req: HttpRequest, s: web::Data<Shared>) -> HttpResponse {
     if let Err(r) = guard(&req, &s) {
-        return r;
+        return r.into();
     }
     sse::events(s).await
 }

@@ -264,7 +264,7 @@ impl Browser {
                     "binary": CHROMIUM,
                     "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--disable-dev-shm-usage", "--window-size=1400,900",
+                        "--disable-dev-shm-usage", "--window-size=1400,1000",
                         format!("--user-data-dir={}", profile.path().display())],
                 },
             }}});
@@ -334,7 +334,13 @@ impl Browser {
     pub fn click(&self, css: &str) {
         for _ in 0..20 {
             let path = format!("/session/{}/element", self.session);
-            let el = post_json(self.addr, &path, &[], &json!({ "using": "css selector", "value": css })).json();
+            let el = post_json(
+                self.addr,
+                &path,
+                &[],
+                &json!({ "using": "css selector", "value": css }),
+            )
+            .json();
             let id = el["value"]
                 .as_object()
                 .and_then(|o| o.values().next())
