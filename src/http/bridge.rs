@@ -147,6 +147,16 @@ fn snapshot(ctx: &Ctx) -> impl std::future::Future<Output = Snapshot> + 'static 
     }
 }
 
+/// Answered at once: the daemon's event loop runs (`/healthz`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Ping;
+
+impl Handler<Ping> for Bridge {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) {}
+}
+
 #[derive(Message)]
 #[rtype(result = "Snapshot")]
 pub(crate) struct GetSnapshot;

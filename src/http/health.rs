@@ -1,7 +1,7 @@
 //! `/healthz`: the daemon's event loop answers. `/readyz`: every autostart
 //! watcher is active with all its processes running and ready.
 
-use super::bridge::{GetSnapshot, Snapshot};
+use super::bridge::{GetSnapshot, Ping, Snapshot};
 use super::server::{guard_open, Shared};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -24,9 +24,12 @@ pub(crate) async fn healthz(req: HttpRequest, s: web::Data<Shared>) -> HttpRespo
     if let Err(r) = guard_open(&req, &s) {
         return r.into();
     }
-    match snapshot(&s).await {
-        Ok(_) => HttpResponse::Ok().json(json!({"status": "ok"})),
-        Err(r) => r,
+    match tokio::time::timeout(ANSWER_WITHIN, s.bridge.send(Ping)).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ok"})),
+        _ => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "reason": "the daemon's event loop did not answer",
+        })),
     }
 }
 

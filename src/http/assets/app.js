@@ -54,7 +54,8 @@ function time(t) {
 function spark(values, cls, label) {
   const w = 96, h = 24;
   const v = values.length ? values : [0];
-  const max = Math.max(...v, cls === "cpu" ? 5 : 1);
+  // Headroom above the peak: a flat line sits below the top, not on it.
+  const max = cls === "cpu" ? Math.max(...v, 5) * 1.15 : Math.max(...v, 1) * 1.3;
   // A short history grows from the right edge; a full one spans the width.
   const step = v.length > 1 ? w / Math.max(v.length - 1, 30) : 0;
   const x0 = w - (v.length - 1) * step;
