@@ -120,7 +120,7 @@ function render() {
       `<td class="name"><span class="caret">▸</span>${esc(w.name)}</td>` +
       `<td><span class="badge ${w.state}">${w.state}</span></td>` +
       `<td class="num">${run} / ${w.desired}</td>` +
-      `<td class="num ${rdy >= w.desired ? "ready-yes" : "ready-no"}">${rdy}</td>` +
+      `<td class="num ${w.state === "stopped" ? "muted" : rdy >= w.desired ? "ready-yes" : "ready-no"}">${rdy}</td>` +
       `<td class="num">${w.restarts}</td>` +
       `<td class="num" data-started="${first || ""}">${run ? uptime(first) : "—"}</td>` +
       `<td>${spark(cpu, "cpu", cpu.length ? cpu[cpu.length - 1].toFixed(1) + "%" : "—")}</td>` +
