@@ -88,6 +88,7 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     // Before any thread exists: it edits the environment, and it must own the
     // passed sockets before anything else looks at inherited fds.
     let handoff = systemd::take_handoff();
+    crate::http::take_env_token();
     // A mask inherited from our parent (some CI runners and signalfd-based
     // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
     // reaper; clear it before any thread exists, so every thread inherits it.
@@ -203,6 +204,17 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
     if let Some(owner) = &cfg.global.endpoint_owner {
         chown_endpoints(owner, &[&endpoint, &pubsub_endpoint])?;
     }
+    let http = match cfg.global.http_endpoint {
+        Some(addr) => Some(
+            crate::http::prepare(&crate::http::HttpOptions {
+                addr,
+                token_file: cfg.global.http_token_file.clone(),
+                metrics_auth: cfg.global.http_metrics_auth,
+            })
+            .context("cannot start")?,
+        ),
+        None => None,
+    };
     let events = Events::default();
     let p = publisher.clone();
     events.set_sink(Arc::new(move |topic, payload| p.publish(topic, &payload)));
@@ -286,6 +298,10 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
         }
         None => None,
     };
+    if let Some(http) = http {
+        let remove = http.serve(ctx.clone()).context("cannot start")?;
+        closers.borrow_mut().on_exit.push(remove);
+    }
     let hub_for_close = hub.clone();
     let handle = server.run(CommandDispatcher(ctx.clone()));
     {

@@ -84,6 +84,19 @@ impl Events {
         }
     }
 
+    /// Adds `tap` after the sink: every event goes to both.
+    pub(crate) fn add_tap(&self, tap: Sink) {
+        if let Ok(mut s) = self.sink.write() {
+            *s = Some(match s.take() {
+                None => tap,
+                Some(first) => Arc::new(move |topic: String, payload: Value| {
+                    first(topic.clone(), payload.clone());
+                    tap(topic, payload);
+                }),
+            });
+        }
+    }
+
     pub fn publish(&self, topic: String, payload: Value) {
         tracing::debug!(%topic, %payload, "event");
         let sink = self.sink.read().ok().and_then(|s| s.clone());

@@ -14,6 +14,7 @@ pub mod daemon;
 pub(crate) mod events;
 pub(crate) mod fnmatch;
 pub(crate) mod hooks;
+pub(crate) mod http;
 pub(crate) mod init;
 pub(crate) mod processes;
 pub(crate) mod readiness;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
             log_level,
             log_format,
             init,
+            http,
         } => {
             // Loaded before logging starts, so that its `log_format` can apply; a
             // config error is printed as a report, not logged.
@@ -30,6 +31,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
                 cfg.global.endpoint = Some(ep);
+            }
+            if let Some(addr) = http {
+                cfg.global.http_endpoint = Some(addr);
             }
             let code = daemon::run(cfg, init);
             ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Dashboard { no_browser } => ringmaster::cli::dashboard(no_browser),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ringmaster", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -3,10 +3,12 @@
 //! ZeroMQ channel circusctl uses.
 
 mod client;
+mod dashboard;
 mod output;
 mod top;
 
 pub use client::run_client;
+pub use dashboard::dashboard;
 pub use top::{run_top, TopArgs};
 
 use crate::config::Format;
@@ -59,6 +61,10 @@ pub enum Command {
         /// must come to us; exit code 1 when a `critical` watcher ends.
         #[arg(long)]
         init: bool,
+        /// Serve the dashboard, /metrics and the health probes on this
+        /// IP:PORT, overriding the config's http_endpoint.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Validate a config file and print the resolved plan; exit 0 if valid, 1 if not.
     Check {
@@ -68,6 +74,12 @@ pub enum Command {
     },
     /// Print the TOML equivalent of a Circus ini file (warnings on stderr).
     Convert { config: PathBuf },
+    /// Print the web dashboard's login URL and open it in a browser.
+    Dashboard {
+        /// Only print the URL.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).

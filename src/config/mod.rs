@@ -83,6 +83,11 @@ pub struct GlobalSpec {
     pub debug: bool,
     pub kill_mode: Option<model::KillModeSetting>,
     pub shutdown_timeout: Duration,
+    /// Where the HTTP endpoint listens; `None`: off.
+    pub http_endpoint: Option<std::net::SocketAddr>,
+    /// Relative paths are relative to the config file's directory.
+    pub http_token_file: Option<PathBuf>,
+    pub http_metrics_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -70,6 +70,15 @@ pub struct GlobalConfig {
     /// How long a shutdown may take before every process is SIGKILLed and
     /// the daemon exits (default 30 s).
     pub shutdown_timeout: Option<Seconds>,
+    /// The HTTP endpoint (dashboard, /metrics, /healthz, /readyz): `IP:PORT`.
+    /// Off unless set.
+    pub http_endpoint: Option<Spanned<String>>,
+    /// A file holding the dashboard's token (else $RINGMASTER_HTTP_TOKEN,
+    /// else one generated at start).
+    pub http_token_file: Option<Spanned<PathBuf>>,
+    /// Require the token for /metrics, /healthz and /readyz too.
+    #[serde(default)]
+    pub http_metrics_auth: bool,
 }
 
 #[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,6 +69,24 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
             }
         }
     }
+    let http_endpoint = g.http_endpoint.as_ref().and_then(|e| {
+        let parsed = e.get_ref().parse::<std::net::SocketAddr>();
+        if parsed.is_err() {
+            r.err_help(
+                e.span(),
+                format!("http_endpoint: {:?} is not an IP address and port", e.get_ref()),
+                "write it as IP:PORT, e.g. \"127.0.0.1:9770\" (port 0 picks a free port)",
+            );
+        }
+        parsed.ok()
+    });
+    let http_token_file = g.http_token_file.as_ref().map(|f| {
+        let f = f.get_ref();
+        match path.parent() {
+            Some(dir) if f.is_relative() => dir.join(f),
+            _ => f.clone(),
+        }
+    });
     let global_env = check_env(&mut r, &file.env, None);
     let global = GlobalSpec {
         endpoint: g.endpoint.as_ref().map(|e| e.get_ref().clone()),
@@ -87,6 +105,9 @@ pub(super) fn resolve(path: &Path, src: &error::Source, file: ConfigFile) -> Res
         debug: g.debug,
         kill_mode: g.kill_mode,
         shutdown_timeout: g.shutdown_timeout.map_or(DEFAULT_SHUTDOWN_TIMEOUT, Seconds::get),
+        http_endpoint,
+        http_token_file,
+        http_metrics_auth: g.http_metrics_auth,
     };
 
     // Socket and watcher names are case-insensitive, as in Circus: a socket

@@ -85,3 +85,19 @@ fn shutdown_timeout_and_critical() {
     assert_eq!(c.global.shutdown_timeout, Duration::from_secs(5));
     assert!(c.watchers[0].critical);
 }
+
+#[test]
+fn http_keys() {
+    let c = load_str("[watchers.a]\ncmd = \"x\"\n").unwrap();
+    assert_eq!(c.global.http_endpoint, None);
+    let c = load_str(
+        "[ringmaster]\nhttp_endpoint = \"127.0.0.1:9770\"\nhttp_token_file = \"tok\"\nhttp_metrics_auth = true\n",
+    )
+    .unwrap();
+    assert_eq!(c.global.http_endpoint, Some("127.0.0.1:9770".parse().unwrap()));
+    assert!(c.global.http_metrics_auth);
+    assert_eq!(c.global.http_token_file.as_deref(), Some(Path::new("tok")));
+    let e = load_str("[ringmaster]\nhttp_endpoint = \"localhost\"\n").unwrap_err();
+    assert_eq!(e.location, "test.toml:2:17", "{e:?}");
+    assert!(e.message.contains("http_endpoint"), "{}", e.message);
+}

@@ -401,6 +401,9 @@ impl ProcessActor {
                 if let Some(r) = notify {
                     r.register(pid, ctx.address().recipient());
                 }
+                if self.spawns > 0 {
+                    crate::http::counters::restarted(&self.spec.name);
+                }
                 self.spawns += 1;
                 self.started_at = Some(Instant::now());
                 self.started_wall = Some(SystemTime::now());

@@ -143,11 +143,13 @@ impl Handler<Exited> for ProcessActor {
             self.last_error = Some(format!("process exited before it was ready ({})", m.status));
         }
         self.ready_step(Ready::Exited { pid: m.pid }, ctx);
+        let on_its_own = self.life.state == State::Running { pid: m.pid };
+        crate::http::counters::exited(&self.spec.name, exit_reason(on_its_own, m.status));
         self.report(SlotEvent::Exited {
             pid: m.pid,
             status: m.status,
             uptime: lived,
-            on_its_own: self.life.state == State::Running { pid: m.pid },
+            on_its_own,
         });
         if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterReap) {
             let (spec, events, wid, pid) = (self.spec.clone(), self.events.clone(), self.wid, m.pid);
@@ -216,5 +218,16 @@ impl Handler<GetProcInfo> for ProcessActor {
             restarts: self.spawns.saturating_sub(1),
             argv: self.argv.clone(),
         })
+    }
+}
+
+fn exit_reason(on_its_own: bool, status: crate::reaper::ExitStatus) -> crate::http::counters::ExitReason {
+    use crate::http::counters::ExitReason;
+    use crate::reaper::ExitStatus;
+    match (on_its_own, status) {
+        (false, _) => ExitReason::Stopped,
+        (true, ExitStatus::Code(0)) => ExitReason::Exited,
+        (true, ExitStatus::Code(_)) => ExitReason::Failed,
+        (true, ExitStatus::Signal(_)) => ExitReason::Signaled,
     }
 }

@@ -260,7 +260,9 @@ impl Capture {
             out,
             open,
         } = chunk;
-        stats.lines += lines.iter().filter(|(_, p)| !p.continues()).count() as u64;
+        let complete = lines.iter().filter(|(_, p)| !p.continues()).count() as u64;
+        stats.lines += complete;
+        crate::http::counters::log_lines(&self.watcher.name, self.stream, complete);
         if let Some(m) = &self.ready {
             if lines.iter().any(|(l, _)| m.check(l)) {
                 self.ready = None;

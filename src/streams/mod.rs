@@ -400,6 +400,19 @@ impl LogHub {
         *self.inner.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(hook));
     }
 
+    /// Adds `tap` after the publish hook: each line goes to both. Same rules.
+    pub(crate) fn add_publish_tap(&self, tap: Box<dyn Fn(&LogRecord) + Send + Sync>) {
+        let mut h = self.inner.hook.write().unwrap_or_else(|e| e.into_inner());
+        let tap: Arc<Hook> = Arc::from(tap);
+        *h = Some(match h.take() {
+            None => tap,
+            Some(first) => Arc::new(move |r: &LogRecord| {
+                first(r);
+                tap(r);
+            }),
+        });
+    }
+
     pub fn clear_publish_hook(&self) {
         *self.inner.hook.write().unwrap_or_else(|e| e.into_inner()) = None;
     }

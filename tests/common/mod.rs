@@ -4,6 +4,8 @@
 //! group it reported spawning, so tests never leave processes behind.
 #![allow(dead_code)]
 
+pub mod web;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -151,9 +151,26 @@ commands! {
 
 /// Parses and runs one request from the control channel.
 pub fn dispatch(ctx: Ctx, req: super::protocol::Request) -> LocalBoxFuture<'static, Reply> {
+    use crate::http::counters::{control_request, RequestStatus};
     match Request::parse(&req.command, &req.properties) {
-        Ok(r) => run(ctx, r),
-        Err(e) => Box::pin(async move { Err(e) }),
+        Ok(r) => {
+            let command = r.command();
+            let reply = run(ctx, r);
+            Box::pin(async move {
+                let reply = reply.await;
+                let status = if reply.is_ok() {
+                    RequestStatus::Ok
+                } else {
+                    RequestStatus::Error
+                };
+                control_request(command, status);
+                reply
+            })
+        }
+        Err(e) => {
+            control_request("invalid", RequestStatus::Error);
+            Box::pin(async move { Err(e) })
+        }
     }
 }
 
