@@ -82,6 +82,11 @@ pub async fn execute(ctx: Ctx, Status { name, verbose }: Status) -> Reply {
                 m.insert(n, json!(s));
             }
             let mut out = one("statuses", Value::Object(m));
+            out.insert(
+                "daemon".into(),
+                json!({"version": crate::upgrade::VERSION, "binary_id": crate::upgrade::binary_id(),
+                    "pid": std::process::id()}),
+            );
             if verbose {
                 det.sort_by(|a, b| a.0.cmp(&b.0));
                 out.insert(
