@@ -12,8 +12,8 @@ use crate::reaper::{self, Reaper};
 use crate::sockets;
 use crate::streams::LogHub;
 use crate::supervisor::reload::ReloadConfig;
-use crate::supervisor::{Closers, CriticalEnded, Shutdown, Supervisor};
 use crate::supervisor::Upgrade;
+use crate::supervisor::{Closers, CriticalEnded, Shutdown, Supervisor};
 use crate::systemd;
 use crate::upgrade::{self, restore::Restoring};
 use actix::prelude::*;
@@ -164,13 +164,17 @@ async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restor
     Reaper::global().start().context("cannot watch SIGCHLD")?;
     upgrade::listeners::enable();
     if let Some(r) = restoring {
-        r.install_listeners().context("upgrade: control and pubsub listeners")?;
+        r.install_listeners()
+            .context("upgrade: control and pubsub listeners")?;
     }
     let mut passed = handoff.listen;
     let mut bound = Vec::new();
     for spec in &cfg.sockets {
         // Socket activation: the manager's socket of the same name is used as is.
-        let b = match (passed.remove(&spec.name), restoring.and_then(|r| r.socket(&spec.name))) {
+        let b = match (
+            passed.remove(&spec.name),
+            restoring.and_then(|r| r.socket(&spec.name)),
+        ) {
             (_, Some((fd, created))) => {
                 let fd = fd.with_context(|| format!("upgrade: socket {:?}", spec.name))?;
                 let mut b = sockets::adopt(spec, fd).context("upgrade")?;
@@ -243,8 +247,15 @@ async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restor
     let config = Rc::new(RefCell::new(cfg.clone()));
     let supervisor = match restoring {
         Some(r) => {
-            let s = Supervisor::restored(config.clone(), bound, events.clone(), hub.clone(), closers.clone(), r)
-                .context("upgrade");
+            let s = Supervisor::restored(
+                config.clone(),
+                bound,
+                events.clone(),
+                hub.clone(),
+                closers.clone(),
+                r,
+            )
+            .context("upgrade");
             // Every process of the snapshot has its owner now.
             Reaper::global().release();
             s?

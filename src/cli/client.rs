@@ -198,9 +198,12 @@ fn request(cmd: &ControlCommand) -> Result<Request, String> {
         C::Quit { waiting } => R::Quit(quit::Quit { waiting: *waiting }),
         C::Upgrade { binary, .. } => R::Upgrade(upgrade::Upgrade {
             // The daemon's working directory is not ours.
-            binary: binary
-                .as_ref()
-                .map(|b| std::path::absolute(b).unwrap_or_else(|_| b.clone()).display().to_string()),
+            binary: binary.as_ref().map(|b| {
+                std::path::absolute(b)
+                    .unwrap_or_else(|_| b.clone())
+                    .display()
+                    .to_string()
+            }),
         }),
     })
 }

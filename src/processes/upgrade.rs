@@ -6,9 +6,11 @@ use super::actor::{ProcessActor, NEXT_SLOT_ID};
 use super::messages::SlotReport;
 use super::spawn::InheritedSocket;
 use super::state::{backoff_delay, Action, Event, State};
+use crate::config::model::ReadyKind;
 use crate::config::WatcherSpec;
 use crate::containment::SlotContainment;
 use crate::events::Events;
+use crate::readiness::notify::NotifyRouter;
 use crate::readiness::state::{Event as Ready, Phase};
 use crate::reaper::Reaper;
 use crate::streams::{StreamKind, WatcherLogs};
@@ -131,10 +133,11 @@ impl ProcessActor {
         a.started_wall = snap
             .started_wall
             .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t));
-        // A pid that is gone, or reused by another process, is not ours to adopt.
-        let pid = snap
-            .pid
-            .filter(|&p| snap.pid_start.is_some() && pid_start(p) == snap.pid_start);
+        // Ours: reaped since the exec (its exit is delivered now), or still
+        // the same process. A pid reused by another process is not adopted.
+        let pid = snap.pid.filter(|&p| {
+            Reaper::global().is_unclaimed(p) || (snap.pid_start.is_some() && pid_start(p) == snap.pid_start)
+        });
         if let Err(e) = a.containment.prepare() {
             tracing::warn!(watcher = %a.spec.name, wid = a.wid, "upgrade: {e}");
         }
@@ -191,6 +194,15 @@ impl ProcessActor {
                     self.logs
                         .capture_matching(fd, pid as u32, self.wid, kind, ready_match.clone()),
                 );
+            }
+        }
+        if self.spec.ready.kind == ReadyKind::Notify {
+            // Readiness and watchdog pings keep coming to the same address.
+            match NotifyRouter::start() {
+                Ok(r) => r.register(pid, ctx.address().recipient()),
+                Err(e) => {
+                    tracing::error!(watcher = %self.spec.name, "upgrade: cannot open the notify socket again: {e:#}")
+                }
             }
         }
         if snap.ready {

@@ -176,6 +176,11 @@ impl Reaper {
         }
     }
 
+    /// Reaped since [`Reaper::hold`] and not adopted yet.
+    pub(crate) fn is_unclaimed(&self, pid: i32) -> bool {
+        self.lock().unclaimed.contains_key(&pid)
+    }
+
     /// Every adopted child is registered: what is left unclaimed was an orphan's.
     pub(crate) fn release(&self) {
         let mut reg = self.lock();

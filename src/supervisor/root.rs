@@ -171,7 +171,11 @@ impl Actor for Supervisor {
         let watchers = self.registry.by_priority();
         // Each start reports its outcome, so READY=1 waits until they all finished.
         let mut started = Vec::new();
-        for (k, w) in watchers.iter().filter(|w| w.autostart && !self.restored).enumerate() {
+        for (k, w) in watchers
+            .iter()
+            .filter(|w| w.autostart && !self.restored)
+            .enumerate()
+        {
             let addr = w.addr.clone();
             let (tx, rx) = oneshot::channel::<()>();
             started.push(rx);

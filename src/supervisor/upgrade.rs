@@ -75,7 +75,10 @@ impl Handler<Upgrade> for Supervisor {
                 let _ = tx.send(r);
             })
         }));
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the supervisor went away".into())) })
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the supervisor went away".into()))
+        })
     }
 }
 
@@ -93,14 +96,23 @@ fn running_binary() -> Result<PathBuf, String> {
 /// The running specs must be the config file's (numprocesses aside): the
 /// next image builds its watchers from the file.
 async fn same_specs(registry: &Registry, config: &std::path::Path) -> Result<(), String> {
-    let file: Config = crate::config::load(config, None)
-        .map_err(|e| format!("cannot load {}: {}", config.display(), e.one_line_each().join("; ")))?;
+    let file: Config = crate::config::load(config, None).map_err(|e| {
+        format!(
+            "cannot load {}: {}",
+            config.display(),
+            e.one_line_each().join("; ")
+        )
+    })?;
     let running = registry.by_priority();
     let specs = join_all(running.iter().map(|w| w.addr.send(GetSpec))).await;
     let mut differ = Vec::new();
     for (w, spec) in running.iter().zip(specs) {
         let spec = spec.map_err(|e| format!("watcher {}: {e}", w.name))?;
-        match file.watchers.iter().find(|f| f.name.eq_ignore_ascii_case(&w.name)) {
+        match file
+            .watchers
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(&w.name))
+        {
             Some(f) if same(f, &spec) => {}
             Some(_) => differ.push(format!("{} (changed since loaded)", w.name)),
             None => differ.push(format!("{} (not in the file)", w.name)),
@@ -171,7 +183,9 @@ impl Supervisor {
                 }
             }
             if ws.len() != watchers.len() && failed.is_none() {
-                failed = Some(format!("the daemon did not stand still within {FREEZE_TIMEOUT:?}"));
+                failed = Some(format!(
+                    "the daemon did not stand still within {FREEZE_TIMEOUT:?}"
+                ));
             }
             let from = preflight::Answer {
                 version: exec::VERSION.into(),
@@ -189,6 +203,7 @@ impl Supervisor {
                 next_slot_id: 0,
                 watchers: ws,
                 log_seqs: Vec::new(),
+                notify_address: crate::readiness::notify::NotifyRouter::get().map(|r| r.address.clone()),
             };
             let prepared = match failed {
                 Some(e) => Err(e),
@@ -224,7 +239,8 @@ type Prepped = (OwnedFd, Prepared, Prepared);
 fn prepare(snap: &Snapshot) -> Result<Prepped, String> {
     let data = serde_json::to_vec(snap).map_err(|e| format!("snapshot: {e}"))?;
     let state = exec::write_memfd(&data).map_err(|e| format!("snapshot memfd: {e}"))?;
-    let p = Prepared::new(state.as_raw_fd(), snap.fds(), false).map_err(|e| format!("exec arguments: {e}"))?;
+    let p =
+        Prepared::new(state.as_raw_fd(), snap.fds(), false).map_err(|e| format!("exec arguments: {e}"))?;
     let f = Prepared::new(state.as_raw_fd(), snap.fds(), true).map_err(|e| format!("exec arguments: {e}"))?;
     Ok((state, p, f))
 }
@@ -243,7 +259,11 @@ async fn execute(
     crate::upgrade::listeners::KEEP_IPC_FILES.store(true, std::sync::atomic::Ordering::SeqCst);
     let (control, publishers, logs) = {
         let mut c = closers.borrow_mut();
-        (c.control.take(), std::mem::take(&mut c.publishers), c.logs.clone())
+        (
+            c.control.take(),
+            std::mem::take(&mut c.publishers),
+            c.logs.clone(),
+        )
     };
     if let Some(c) = control {
         c.shutdown().await;

@@ -116,7 +116,14 @@ pub(crate) fn write_memfd(data: &[u8]) -> io::Result<OwnedFd> {
     let mut off = 0usize;
     while off < data.len() {
         // SAFETY: writes from a live slice into our fd.
-        let n = unsafe { libc::pwrite(fd.as_raw_fd(), data[off..].as_ptr().cast(), data.len() - off, off as i64) };
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                data[off..].as_ptr().cast(),
+                data.len() - off,
+                off as i64,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -232,7 +239,12 @@ impl Prepared {
         self.exec_raw(target, &argv, &envp)
     }
 
-    fn exec_raw(&self, target: &Target, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> io::Error {
+    fn exec_raw(
+        &self,
+        target: &Target,
+        argv: &[*const libc::c_char],
+        envp: &[*const libc::c_char],
+    ) -> io::Error {
         match target {
             Target::Path(p) => {
                 let Ok(path) = CString::new(p.as_os_str().to_os_string().into_vec()) else {
@@ -273,7 +285,13 @@ struct Armed {
 }
 
 static mut ARMED: *const Armed = std::ptr::null();
-const CRASH_SIGNALS: [i32; 5] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGABRT];
+const CRASH_SIGNALS: [i32; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
 
 extern "C" fn on_crash(_: libc::c_int) {
     // SAFETY: ARMED is set before the handler is installed and never freed

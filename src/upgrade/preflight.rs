@@ -53,8 +53,12 @@ pub(crate) async fn run(binary: &Path, config: &Path) -> Result<Answer, String> 
         ));
     }
     let out = text(&out);
-    let answer: Answer = serde_json::from_str(out.lines().last().unwrap_or_default())
-        .map_err(|e| format!("pre-flight of {}: unexpected answer {out:?}: {e}", binary.display()))?;
+    let answer: Answer = serde_json::from_str(out.lines().last().unwrap_or_default()).map_err(|e| {
+        format!(
+            "pre-flight of {}: unexpected answer {out:?}: {e}",
+            binary.display()
+        )
+    })?;
     if answer.state_version != STATE_VERSION {
         return Err(format!(
             "pre-flight of {}: it reads state version {}, this daemon writes {STATE_VERSION}",

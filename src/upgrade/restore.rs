@@ -38,6 +38,9 @@ pub(crate) fn from_env() -> Option<Restoring> {
         Ok(s) => s,
         Err(e) => fail_early(state_fd, fallback, &e),
     };
+    if let Some(a) = &snap.notify_address {
+        crate::readiness::notify::NotifyRouter::reuse_address(a);
+    }
     let r = Restoring {
         snap,
         state_fd,
@@ -93,7 +96,9 @@ fn fail_early(state_fd: RawFd, fallback: bool, why: &str) -> ! {
             tracing::error!("upgrade: cannot execute the previous binary: {e}");
         }
     }
-    tracing::error!("upgrade: cannot restore ({why}); the supervised processes are left running, unsupervised");
+    tracing::error!(
+        "upgrade: cannot restore ({why}); the supervised processes are left running, unsupervised"
+    );
     std::process::exit(1)
 }
 
@@ -116,7 +121,10 @@ impl Restoring {
     }
 
     /// A duplicate of the socket `[sockets.NAME]` and the file it created.
-    pub(crate) fn socket(&self, name: &str) -> Option<(std::io::Result<OwnedFd>, Option<std::path::PathBuf>)> {
+    pub(crate) fn socket(
+        &self,
+        name: &str,
+    ) -> Option<(std::io::Result<OwnedFd>, Option<std::path::PathBuf>)> {
         let s = self.snap.sockets.iter().find(|s| s.name == name)?;
         Some((dup(s.fd), s.created_path.clone()))
     }

@@ -27,6 +27,9 @@ pub(crate) struct Snapshot {
     pub watchers: Vec<WatcherSnap>,
     /// Per (watcher, stream): how many lines were published (a follower's `seq`).
     pub log_seqs: Vec<(String, String, u64)>,
+    /// The children's NOTIFY_SOCKET (abstract address), bound again by the next image.
+    #[serde(default)]
+    pub notify_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,8 +19,8 @@ mod queries;
 mod reports;
 mod signal;
 mod slots;
-mod upgrade;
 pub mod state;
+mod upgrade;
 
 pub use actor::*;
 pub use commands::*;

@@ -47,7 +47,8 @@ impl Handler<FreezeWatcher> for WatcherActor {
             async move { (l.await, r.await) }
                 .into_actor(self)
                 .map(move |(l, r), act, ctx| {
-                    let all = |v: Vec<Result<SlotSnap, MailboxError>>| v.into_iter().collect::<Result<Vec<_>, _>>();
+                    let all =
+                        |v: Vec<Result<SlotSnap, MailboxError>>| v.into_iter().collect::<Result<Vec<_>, _>>();
                     let snap = match (all(l), all(r)) {
                         (Ok(slots), Ok(retiring)) => Ok(WatcherSnap {
                             name: act.spec.name.clone(),
@@ -56,7 +57,9 @@ impl Handler<FreezeWatcher> for WatcherActor {
                             slots,
                             retiring,
                         }),
-                        (Err(e), _) | (_, Err(e)) => Err(format!("watcher {}: a slot did not answer: {e}", act.spec.name)),
+                        (Err(e), _) | (_, Err(e)) => {
+                            Err(format!("watcher {}: a slot did not answer: {e}", act.spec.name))
+                        }
                     };
                     let _ = tx.send(snap);
                     ctx.wait(
@@ -120,7 +123,8 @@ impl WatcherActor {
             let mut max_wid = 0;
             let mut any = None;
             for (s, pipes, retiring) in slots {
-                let (spec, events, logs, sockets) = (w.spec.clone(), w.events.clone(), w.logs.clone(), inh.clone());
+                let (spec, events, logs, sockets) =
+                    (w.spec.clone(), w.events.clone(), w.logs.clone(), inh.clone());
                 let me = ctx.address().recipient();
                 let snap = s.clone();
                 let addr = ProcessActor::create(move |c| {
@@ -170,6 +174,11 @@ impl WatcherActor {
                 }
             }
             if let Some(c) = then {
+                let what = match c {
+                    Command::Stop => "upgrade: stopping again",
+                    _ => "upgrade: rolling again",
+                };
+                tracing::info!(watcher = %w.spec.name, "{what}");
                 let f = ctx.address().send(c);
                 ctx.spawn(
                     async move {
