@@ -169,10 +169,9 @@ impl Supervisor {
         let config_path = self.config.borrow().path.clone();
         let (closers, notifier) = (self.closers.clone(), self.notifier.clone());
         async move {
-            let snaps = match tokio::time::timeout(FREEZE_TIMEOUT, frozen).await {
-                Ok(s) => s,
-                Err(_) => Vec::new(),
-            };
+            let snaps = tokio::time::timeout(FREEZE_TIMEOUT, frozen)
+                .await
+                .unwrap_or_default();
             let mut ws = Vec::new();
             let mut failed = None;
             for s in snaps {
