@@ -203,6 +203,7 @@ impl Supervisor {
                 watchers: ws,
                 log_seqs: Vec::new(),
                 notify_address: crate::readiness::notify::NotifyRouter::get().map(|r| r.address.clone()),
+                written: crate::watchers::now_f64(),
             };
             let prepared = match failed {
                 Some(e) => Err(e),

@@ -154,6 +154,7 @@ impl Restoring {
             unsafe { libc::close(fd) };
         }
         exec::keep_self_exe();
-        tracing::info!(binary_id = %exec::binary_id(), version = exec::VERSION, "upgrade: restored");
+        let took_ms = ((crate::watchers::now_f64() - self.snap.written) * 1000.0).max(0.0);
+        tracing::info!(binary_id = %exec::binary_id(), version = exec::VERSION, since_snapshot_ms = took_ms as u64, "upgrade: restored");
     }
 }

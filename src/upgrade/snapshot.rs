@@ -30,6 +30,9 @@ pub(crate) struct Snapshot {
     /// The children's NOTIFY_SOCKET (abstract address), bound again by the next image.
     #[serde(default)]
     pub notify_address: Option<String>,
+    /// Unix time the snapshot was written (the next image logs how long the exec and restore took).
+    #[serde(default)]
+    pub written: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
