@@ -81,10 +81,25 @@ fn upgrade_keeps_every_pid_and_changes_the_binary() {
     d.wait_spawned("job", 1, secs(10));
     let (web, job, before) = (pids(&d, "web"), pids(&d, "job"), binary_id(&d));
     let new = copy_binary(&d, "ringmaster-new");
+    let seen = || d.stdout_text().matches("tick").count();
+    eventually("job output", secs(10), || seen() >= 3);
+    let upgraded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
 
     let r = upgrade(&mut d, &new);
     assert_eq!(r["status"], "ok", "{r}");
     assert_eq!(r["pid"], d.pid());
+    // The `logs` history came along.
+    let h = call(&d, "logs", json!({"name": "job", "lines": 10000}));
+    let lines = h["lines"].as_array().unwrap_or_else(|| panic!("{h}"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["time"].as_f64().unwrap() < upgraded_at && l["line"] == "tick"),
+        "{h}"
+    );
     assert_eq!(r["from"]["binary_id"], before.as_str());
     assert_ne!(r["to"]["binary_id"], before.as_str());
 

@@ -665,6 +665,12 @@ impl WatcherLogs {
         self.inner.history.query(stream, n, since)
     }
 
+    /// After an upgrade: the previous image's kept lines, oldest first.
+    pub(crate) fn restore_history(&self, records: Vec<LogRecord>) {
+        let records: Vec<Arc<LogRecord>> = records.into_iter().map(Arc::new).collect();
+        self.inner.history.push(records.len(), |i| records[i].clone());
+    }
+
     /// Live lines from now on. A receiver that falls behind loses its oldest
     /// lines and gets `RecvError::Lagged(count)`; it never slows anything.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {

@@ -73,6 +73,50 @@ pub(crate) struct WatcherSnap {
     pub slots: Vec<SlotSnap>,
     /// Slots taken out (scale-down, rollout) whose process is still stopping.
     pub retiring: Vec<SlotSnap>,
+    /// The `logs` history (oldest first).
+    #[serde(default)]
+    pub history: Vec<HistoryLine>,
+}
+
+/// One kept line of output (not UTF-8: replaced characters).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HistoryLine {
+    pub time: f64,
+    pub pid: u32,
+    pub wid: u32,
+    pub stderr: bool,
+    pub line: String,
+}
+
+impl HistoryLine {
+    pub(crate) fn of(r: &crate::streams::LogRecord) -> HistoryLine {
+        HistoryLine {
+            time: r
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            pid: r.pid,
+            wid: r.wid,
+            stderr: r.stream == crate::streams::StreamKind::Stderr,
+            line: String::from_utf8_lossy(&r.line).into_owned(),
+        }
+    }
+
+    pub(crate) fn record(&self, watcher: &str) -> crate::streams::LogRecord {
+        crate::streams::LogRecord {
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(self.time.max(0.0)),
+            watcher: watcher.into(),
+            pid: self.pid,
+            wid: self.wid,
+            stream: if self.stderr {
+                crate::streams::StreamKind::Stderr
+            } else {
+                crate::streams::StreamKind::Stdout
+            },
+            line: bytes::Bytes::from(self.line.clone().into_bytes()),
+            piece: crate::streams::Piece::Whole,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

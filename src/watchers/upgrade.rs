@@ -56,6 +56,12 @@ impl Handler<FreezeWatcher> for WatcherActor {
                             numprocesses: act.numprocesses,
                             slots,
                             retiring,
+                            history: act
+                                .logs
+                                .history(None, usize::MAX, None)
+                                .iter()
+                                .map(|r| crate::upgrade::snapshot::HistoryLine::of(r))
+                                .collect(),
                         }),
                         (Err(e), _) | (_, Err(e)) => {
                             Err(format!("watcher {}: a slot did not answer: {e}", act.spec.name))
@@ -98,6 +104,7 @@ impl WatcherActor {
         snap: &WatcherSnap,
         mut fds: impl FnMut(&SlotSnap) -> SlotFds,
     ) -> Addr<WatcherActor> {
+        logs.restore_history(snap.history.iter().map(|l| l.record(&spec.name)).collect());
         let mut w = WatcherActor::new(spec, sockets, events, logs);
         w.numprocesses = snap.numprocesses;
         w.life.state = match snap.mode {
