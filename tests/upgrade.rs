@@ -534,3 +534,17 @@ fn systemd_sees_reloading_then_ready_with_the_same_mainpid() {
         "{env:?}"
     );
 }
+
+#[test]
+fn slots_not_started_yet_by_warmup_delay_are_started_by_the_new_image() {
+    let mut d =
+        Daemon::start("[watchers.slow]\ncmd = \"sleep 1000\"\nnumprocesses = 3\nwarmup_delay = \"1500ms\"\n");
+    let first = d.wait_spawned("slow", 1, secs(10))[0] as i64;
+    let new = copy_binary(&d, "ringmaster-new");
+    let r = upgrade(&mut d, &new);
+    assert_eq!(r["status"], "ok", "{r}");
+    d.wait_spawned("slow", 2, secs(10));
+    let now = pids(&d, "slow");
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(now.contains(&first));
+}

@@ -80,7 +80,8 @@ impl ProcessActor {
             State::Backoff => (SlotMode::Backoff, None),
             State::Failed => (SlotMode::Failed, None),
             // Spawning is waited out before the snapshot.
-            State::Idle | State::Stopped | State::Spawning => (SlotMode::Stopped, None),
+            State::Idle => (SlotMode::Idle, None),
+            State::Stopped | State::Spawning => (SlotMode::Stopped, None),
         };
         let live = matches!(mode, SlotMode::Running | SlotMode::Stopping);
         let fd = |i: usize| {

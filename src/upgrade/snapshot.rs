@@ -129,6 +129,8 @@ pub(crate) enum SlotMode {
     Draining,
     /// Waiting to spawn again after quick failures.
     Backoff,
+    /// Never started yet (a start spread by `warmup_delay`): started by the next image.
+    Idle,
     Stopped,
     Failed,
 }

@@ -138,6 +138,9 @@ impl WatcherActor {
                     c.set_mailbox_capacity(1 << 16);
                     ProcessActor::restored(&snap, pipes, spec, sockets, me, events, logs, c)
                 });
+                if s.mode == SlotMode::Idle && w.life.state.running() {
+                    addr.do_send(crate::processes::StartSlot);
+                }
                 max_wid = max_wid.max(s.wid);
                 any = Some(addr.clone());
                 if retiring {
