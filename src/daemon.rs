@@ -80,8 +80,10 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     // A mask inherited from our parent (some CI runners and signalfd-based
     // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
     // reaper; clear it before any thread exists, so every thread inherits it.
-    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
-        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    // After an upgrade the previous image blocked the signals we handle:
+    // they stay pending until our handlers exist (cleared after start-up).
+    if restoring.is_none() {
+        clear_signal_mask();
     }
     // fds our parent left open without close-on-exec would reach every hook,
     // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
@@ -109,6 +111,8 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     let started = match (started, restoring) {
         (Ok(()), Some(r)) => {
             r.finish();
+            // The handlers exist: signals held across the exec are delivered now.
+            clear_signal_mask();
             Ok(())
         }
         (Err(e), Some(r)) => r.fail(&format!("{e:#}")),
@@ -127,6 +131,12 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     leave_nothing_behind();
     containment::teardown();
     code
+}
+
+fn clear_signal_mask() {
+    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    }
 }
 
 /// Marks every fd ≥ 3 close-on-exec (close_range, or one by one on old kernels).

@@ -548,3 +548,29 @@ fn slots_not_started_yet_by_warmup_delay_are_started_by_the_new_image() {
     assert_eq!(now.len(), 3, "{now:?}");
     assert!(now.contains(&first));
 }
+
+#[test]
+fn a_sigterm_during_the_exec_waits_for_the_new_image_and_stops_gracefully() {
+    let mut d = Daemon::start("[watchers.sleeper]\ncmd = \"sleep 1000\"\n");
+    d.wait_spawned("sleeper", 1, secs(10));
+    let copy = copy_binary(&d, "ringmaster-new");
+    // Run as the daemon's pid between the images: the SIGTERM must stay
+    // pending (blocked across the exec) until the new image handles it.
+    let term = script(
+        &d,
+        "term",
+        &format!(
+            "[ \"$1\" = run ] && kill -TERM $$\nexec {} \"$@\"",
+            copy.display()
+        ),
+    );
+    let r = call(&d, "upgrade", json!({ "binary": term.display().to_string() }));
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(
+        d.wait_exit(secs(30)),
+        0,
+        "a graceful stop, not a death by SIGTERM"
+    );
+    assert!(d.log.iter().any(|v| v["message"] == "upgrade: restored"));
+    assert!(d.log.iter().any(|v| v["message"] == "all watchers stopped"));
+}

@@ -215,6 +215,14 @@ impl Prepared {
     /// Clears close-on-exec on the kept fds and executes `target`. Returns
     /// only on failure. Makes only raw syscalls (also used from a signal handler).
     pub(crate) fn exec(&self, target: &Target) -> io::Error {
+        let old = hold_signals();
+        let e = self.exec_held(target);
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        e
+    }
+
+    fn exec_held(&self, target: &Target) -> io::Error {
         for &fd in &self.keep {
             // SAFETY: fcntl on fd numbers; async-signal-safe.
             unsafe {
@@ -274,6 +282,35 @@ impl Prepared {
     }
 }
 
+/// Signals the daemon handles: blocked across the exec (the mask is
+/// inherited, pending ones stay pending) until the next image has its
+/// handlers, so a SIGTERM or a second SIGUSR2 meanwhile does not kill it.
+const HELD_SIGNALS: [i32; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCHLD,
+];
+
+/// Blocks [`HELD_SIGNALS`] in this thread; returns the previous mask.
+/// Async-signal-safe.
+fn hold_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on sets we own; pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in HELD_SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
 /// The fallback armed while this image restores: a crash (SIGSEGV, SIGBUS,
 /// SIGILL, SIGFPE, SIGABRT — a panic that aborts) executes the previous
 /// binary with the same state, from the signal handler.
@@ -302,6 +339,7 @@ extern "C" fn on_crash(_: libc::c_int) {
             return;
         }
         let a = &*a;
+        hold_signals();
         for &fd in &a.prepared.keep {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags >= 0 {
