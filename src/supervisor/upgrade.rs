@@ -199,9 +199,7 @@ impl Supervisor {
                 started: crate::upgrade::started(),
                 sockets,
                 listeners: crate::upgrade::listeners::held(),
-                next_slot_id: 0,
                 watchers: ws,
-                log_seqs: Vec::new(),
                 notify_address: crate::readiness::notify::NotifyRouter::get().map(|r| r.address.clone()),
                 written: crate::watchers::now_f64(),
             };

@@ -22,11 +22,7 @@ pub(crate) struct Snapshot {
     pub sockets: Vec<SocketFd>,
     /// Control, pubsub and stats listeners, in the order the daemon binds them.
     pub listeners: Vec<ListenerFd>,
-    /// The slot ids the next image starts numbering from (cgroup names use them).
-    pub next_slot_id: u64,
     pub watchers: Vec<WatcherSnap>,
-    /// Per (watcher, stream): how many lines were published (a follower's `seq`).
-    pub log_seqs: Vec<(String, String, u64)>,
     /// The children's NOTIFY_SOCKET (abstract address), bound again by the next image.
     #[serde(default)]
     pub notify_address: Option<String>,
