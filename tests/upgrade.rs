@@ -107,7 +107,7 @@ fn upgrade_keeps_every_pid_and_changes_the_binary() {
     assert_eq!(binary_id(&d), r["to"]["binary_id"].as_str().unwrap());
     assert_eq!(pids(&d, "web"), web);
     assert_eq!(pids(&d, "job"), job);
-    let status = call(&d, "status", json!({}));
+    let status = call(&d, "status", json!({"verbose": true}));
     assert_eq!(status["daemon"]["binary_id"], r["to"]["binary_id"], "{status}");
     assert!(http_get(&addr).unwrap().contains("hello from pid"));
 

@@ -138,7 +138,7 @@ pub fn human(command: &str, r: &Value) -> String {
         "status" => match r.get("details").and_then(Value::as_array) {
             Some(d) if r.get("statuses").is_some() => {
                 let daemon = &r["daemon"];
-                let head = if daemon.is_object() {
+                let foot = if daemon.is_object() {
                     format!(
                         "ringmaster {} (binary {}), pid {}\n",
                         s(&daemon["version"]),
@@ -148,7 +148,7 @@ pub fn human(command: &str, r: &Value) -> String {
                 } else {
                     String::new()
                 };
-                head + &status_table(d)
+                status_table(d) + &foot
             }
             _ => format!("{}\n", s(&r["status"])),
         },

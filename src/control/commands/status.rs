@@ -71,9 +71,7 @@ pub async fn execute(ctx: Ctx, Status { name, verbose }: Status) -> Reply {
                     m.insert(w.name.clone(), json!(st.map_err(super::util::mailbox)?.as_str()));
                 }
                 m.sort_keys();
-                let mut out = one("statuses", Value::Object(m));
-                out.insert("daemon".into(), daemon());
-                return Ok(out);
+                return Ok(one("statuses", Value::Object(m)));
             }
             let states = futures::future::join_all(all.iter().map(|w| status_of(&w.addr))).await;
             let mut m = Map::new();
