@@ -12,8 +12,10 @@ use crate::reaper::{self, Reaper};
 use crate::sockets;
 use crate::streams::LogHub;
 use crate::supervisor::reload::ReloadConfig;
+use crate::supervisor::Upgrade;
 use crate::supervisor::{Closers, CriticalEnded, Shutdown, Supervisor};
 use crate::systemd;
+use crate::upgrade::{self, restore::Restoring};
 use actix::prelude::*;
 use anyhow::{Context as _, Result};
 use std::cell::RefCell;
@@ -85,15 +87,28 @@ pub fn load_or_report(path: &Path, format: Option<Format>) -> Option<Config> {
 /// a requested stop, 1 when it could not start or a `critical` watcher ended.
 /// `init`: run as a container's init (automatic when our pid is 1).
 pub fn run(cfg: Config, init: bool) -> i32 {
-    // Before any thread exists: it edits the environment, and it must own the
-    // passed sockets before anything else looks at inherited fds.
+    // Before any thread exists: an upgrade's variables and the manager's
+    // (which the next upgrade passes on), then the manager's handoff, which
+    // edits the environment and must own the passed sockets before anything
+    // else looks at inherited fds.
+    upgrade::exec::remember_manager_env();
+    let restoring = upgrade::restore::from_env();
+    match &restoring {
+        Some(r) => upgrade::set_started(r.snap.started),
+        None => {
+            upgrade::set_started(crate::watchers::now_f64());
+            upgrade::exec::keep_self_exe();
+        }
+    }
     let handoff = systemd::take_handoff();
     crate::http::take_env_token();
     // A mask inherited from our parent (some CI runners and signalfd-based
     // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
     // reaper; clear it before any thread exists, so every thread inherits it.
-    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
-        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    // After an upgrade the previous image blocked the signals we handle:
+    // they stay pending until our handlers exist (cleared after start-up).
+    if restoring.is_none() {
+        clear_signal_mask();
     }
     // fds our parent left open without close-on-exec would reach every hook,
     // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
@@ -122,7 +137,17 @@ pub fn run(cfg: Config, init: bool) -> i32 {
         return 1;
     }
     let sys = System::new();
-    let started = sys.block_on(start(cfg, handoff));
+    let started = sys.block_on(start(cfg, handoff, restoring.as_ref()));
+    let started = match (started, restoring) {
+        (Ok(()), Some(r)) => {
+            r.finish();
+            // The handlers exist: signals held across the exec are delivered now.
+            clear_signal_mask();
+            Ok(())
+        }
+        (Err(e), Some(r)) => r.fail(&format!("{e:#}")),
+        (s, None) => s,
+    };
     let code = match started {
         Ok(()) => sys.run_with_code().unwrap_or_else(|e| {
             tracing::error!("event loop failed: {e}");
@@ -136,6 +161,12 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     leave_nothing_behind();
     containment::teardown();
     code
+}
+
+fn clear_signal_mask() {
+    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+        tracing::warn!("cannot clear the inherited signal mask: {e}");
+    }
 }
 
 /// Marks every fd ≥ 3 close-on-exec (close_range, or one by one on old kernels).
@@ -165,15 +196,33 @@ fn cloexec_inherited_fds() {
     }
 }
 
-async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
+async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restoring>) -> Result<()> {
+    if restoring.is_some() {
+        // Exits during the exec are zombies: keep their statuses for the adopting slots.
+        Reaper::global().hold();
+    }
     Reaper::global().start().context("cannot watch SIGCHLD")?;
+    upgrade::listeners::enable();
+    if let Some(r) = restoring {
+        r.install_listeners()
+            .context("upgrade: control and pubsub listeners")?;
+    }
     let mut passed = handoff.listen;
     let mut bound = Vec::new();
     for spec in &cfg.sockets {
         // Socket activation: the manager's socket of the same name is used as is.
-        let b = match passed.remove(&spec.name) {
-            Some(fd) => sockets::adopt(spec, fd).context("cannot start")?,
-            None => sockets::bind(spec).with_context(|| {
+        let b = match (
+            passed.remove(&spec.name),
+            restoring.and_then(|r| r.socket(&spec.name)),
+        ) {
+            (_, Some((fd, created))) => {
+                let fd = fd.with_context(|| format!("upgrade: socket {:?}", spec.name))?;
+                let mut b = sockets::adopt(spec, fd).context("upgrade")?;
+                b.created_path = created;
+                b
+            }
+            (Some(fd), None) => sockets::adopt(spec, fd).context("cannot start")?,
+            (None, None) => sockets::bind(spec).with_context(|| {
                 format!("cannot start: socket {:?} ({})", spec.name, describe(&spec.addr))
             })?,
         };
@@ -248,14 +297,30 @@ async fn start(cfg: Config, handoff: systemd::Handoff) -> Result<()> {
     }));
     let closers = Rc::new(RefCell::new(Closers::default()));
     let config = Rc::new(RefCell::new(cfg.clone()));
-    let supervisor = Supervisor::new(
-        config.clone(),
-        bound,
-        events.clone(),
-        hub.clone(),
-        closers.clone(),
-    )
-    .context("cannot start")?
+    let supervisor = match restoring {
+        Some(r) => {
+            let s = Supervisor::restored(
+                config.clone(),
+                bound,
+                events.clone(),
+                hub.clone(),
+                closers.clone(),
+                r,
+            )
+            .context("upgrade");
+            // Every process of the snapshot has its owner now.
+            Reaper::global().release();
+            s?
+        }
+        None => Supervisor::new(
+            config.clone(),
+            bound,
+            events.clone(),
+            hub.clone(),
+            closers.clone(),
+        )
+        .context("cannot start")?,
+    }
     .with_notifier(handoff.notifier, handoff.watchdog);
     let (registry, sockets) = supervisor.registries();
     let globals = Globals {
@@ -360,6 +425,20 @@ fn install_signals(root: Addr<Supervisor>, ctx: Ctx) -> Result<()> {
                 r.do_send(Shutdown { immediate: true });
             } else {
                 tracing::info!("{name} received again: already stopping");
+            }
+        }
+    });
+    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
+    let up_root = root.clone();
+    actix::spawn(async move {
+        while usr2.recv().await.is_some() {
+            tracing::info!("SIGUSR2 received: upgrading in place");
+            match up_root.send(Upgrade { binary: None }).await {
+                Ok(Ok(u)) => {
+                    let _ = u.go.send(());
+                }
+                Ok(Err(e)) => tracing::error!("not upgraded: {e}"),
+                Err(e) => tracing::error!("not upgraded: supervisor unavailable: {e}"),
             }
         }
     });

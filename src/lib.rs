@@ -23,4 +23,5 @@ pub(crate) mod sockets;
 pub mod streams;
 pub(crate) mod supervisor;
 pub(crate) mod systemd;
+pub mod upgrade;
 pub(crate) mod watchers;

@@ -73,6 +73,19 @@ fn main() -> ExitCode {
             }
         },
         Command::Dashboard { no_browser } => ringmaster::cli::dashboard(no_browser),
+        Command::UpgradePreflight {
+            config,
+            state_version,
+        } => match ringmaster::upgrade::preflight::answer(&config, state_version) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ringmaster", &mut std::io::stdout());
             ExitCode::SUCCESS

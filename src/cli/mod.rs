@@ -82,6 +82,14 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// Internal: run by a daemon on the binary it is about to upgrade to.
+    #[command(hide = true, name = "upgrade-preflight")]
+    UpgradePreflight {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        state_version: u32,
+    },
     /// Print the man page (roff).
     Man,
     /// Live view: watchers, processes with CPU/memory sparklines, the selected
@@ -232,6 +240,15 @@ pub enum ControlCommand {
     },
     /// Reopen every log file (after logrotate moved them); same as SIGUSR1.
     Reopen,
+    /// Execute a new binary in place (same as SIGUSR2): same pid, every process kept.
+    Upgrade {
+        /// The new binary (default: the running binary's path).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// How long to wait for the new binary to answer, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
+    },
     /// Stop every watcher and exit the daemon.
     Quit {
         #[arg(long)]

@@ -136,7 +136,20 @@ fn stats(reply: &Value) -> String {
 pub fn human(command: &str, r: &Value) -> String {
     match command {
         "status" => match r.get("details").and_then(Value::as_array) {
-            Some(d) if r.get("statuses").is_some() => status_table(d),
+            Some(d) if r.get("statuses").is_some() => {
+                let daemon = &r["daemon"];
+                let foot = if daemon.is_object() {
+                    format!(
+                        "ringmaster {} (binary {}), pid {}\n",
+                        s(&daemon["version"]),
+                        s(&daemon["binary_id"]),
+                        s(&daemon["pid"])
+                    )
+                } else {
+                    String::new()
+                };
+                status_table(d) + &foot
+            }
             _ => format!("{}\n", s(&r["status"])),
         },
         "list" => match r
@@ -152,6 +165,14 @@ pub fn human(command: &str, r: &Value) -> String {
         "get" | "options" | "globaloptions" => kv(&r["options"]),
         "dstats" => kv(&r["info"]),
         "reloadconfig" => format!("{}\n", s(&r["summary"])),
+        "upgrade" => format!(
+            "upgraded in place: pid {}, {} (binary {}) -> {} (binary {})\n",
+            s(&r["pid"]),
+            s(&r["from"]["version"]),
+            s(&r["from"]["binary_id"]),
+            s(&r["to"]["version"]),
+            s(&r["to"]["binary_id"])
+        ),
         "stats" => stats(r),
         "listsockets" => {
             let mut out = String::new();

@@ -379,6 +379,9 @@ pub(crate) struct IpcSocketFile {
 
 impl Drop for IpcSocketFile {
     fn drop(&mut self) {
+        if crate::upgrade::listeners::KEEP_IPC_FILES.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {
                 if let Err(err) = std::fs::remove_file(&self.path) {
@@ -412,7 +415,24 @@ pub(crate) async fn bind_socket<S: Socket>(
                      authentication, anyone who can reach it can control the daemon"
                 );
             }
-            let bind_to = Endpoint::Tcp(host, port).to_string();
+            let bind_to = Endpoint::Tcp(host.clone(), port).to_string();
+            // The daemon binds the listener itself and keeps a duplicate, so
+            // that an upgrade can pass it on (crate::upgrade::listeners).
+            if let Some(key) = crate::upgrade::listeners::next_key(endpoint) {
+                let listener = match crate::upgrade::listeners::take(&key) {
+                    Some((fd, _)) => std::net::TcpListener::from(fd),
+                    None => tokio::net::TcpListener::bind((host.to_string().as_str(), port))
+                        .await
+                        .and_then(|l| l.into_std())
+                        .map_err(|err| anyhow!("bind {bind_to}: {err}"))?,
+                };
+                crate::upgrade::listeners::hold(&key, &listener, false)?;
+                let resolved = socket
+                    .bind_listener(listener)
+                    .await
+                    .map_err(|err| anyhow!("bind {bind_to}: {err}"))?;
+                return Ok((resolved.to_string(), None));
+            }
             let resolved = socket
                 .bind(&bind_to)
                 .await
@@ -421,11 +441,30 @@ pub(crate) async fn bind_socket<S: Socket>(
         }
         Endpoint::Ipc(None) => bail!("ipc endpoint {endpoint:?} has no path"),
         Endpoint::Ipc(Some(path)) => {
-            prepare_ipc_path(&path).await?;
-            let resolved = socket
-                .bind(endpoint)
-                .await
-                .map_err(|err| anyhow!("bind {endpoint}: {err}"))?;
+            let key = crate::upgrade::listeners::next_key(endpoint);
+            let inherited = key.as_deref().and_then(crate::upgrade::listeners::take);
+            if inherited.is_none() {
+                prepare_ipc_path(&path).await?;
+            }
+            let resolved = match key {
+                // As for tcp: bound here, a duplicate kept for an upgrade.
+                Some(key) => {
+                    let listener = match inherited {
+                        Some((fd, _)) => std::os::unix::net::UnixListener::from(fd),
+                        None => std::os::unix::net::UnixListener::bind(&path)
+                            .map_err(|err| anyhow!("bind {endpoint}: {err}"))?,
+                    };
+                    crate::upgrade::listeners::hold(&key, &listener, true)?;
+                    socket
+                        .bind_listener(listener)
+                        .await
+                        .map_err(|err| anyhow!("bind {endpoint}: {err}"))?
+                }
+                None => socket
+                    .bind(endpoint)
+                    .await
+                    .map_err(|err| anyhow!("bind {endpoint}: {err}"))?,
+            };
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
             let meta = std::fs::symlink_metadata(&path)

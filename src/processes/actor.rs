@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
-static NEXT_SLOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+pub(super) static NEXT_SLOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub struct ProcessActor {
     pub(super) wid: u32,
@@ -53,6 +53,9 @@ pub struct ProcessActor {
     pub(super) log_ready: Option<oneshot::Receiver<()>>,
     /// Every process the slot started, for stops and kills.
     pub(super) containment: SlotContainment,
+    /// Duplicates of the current process's stdout/stderr read ends, passed
+    /// on at an upgrade (`crate::upgrade`).
+    pub(super) pipes: [Option<std::os::fd::OwnedFd>; 2],
 }
 
 impl ProcessActor {
@@ -96,6 +99,7 @@ impl ProcessActor {
             pending_ready: None,
             early_exits: Vec::new(),
             log_ready: None,
+            pipes: [None, None],
         }
     }
 
@@ -382,6 +386,7 @@ impl ProcessActor {
                 self.containment.spawned(pid);
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
                 let ready_match = self.log_ready_match();
+                self.keep_pipes(sp.stdout.as_ref(), sp.stderr.as_ref());
                 if let Some(fd) = sp.stdout {
                     let m = ready_match.clone();
                     drop(

@@ -131,6 +131,8 @@ impl Handler<Exited> for ProcessActor {
         if self.life.state.pid() != Some(m.pid) {
             return; // a process whose exec failed, already accounted for
         }
+        // Its pipes are read to EOF by the log thread; the upgrade's duplicates go.
+        self.pipes = Default::default();
         if let Some(r) = NotifyRouter::get() {
             r.unregister(m.pid);
         }

@@ -10,9 +10,11 @@ pub mod spawn;
 pub mod spawner;
 pub mod state;
 pub mod substitute;
+mod upgrade;
 
 pub use actor::ProcessActor;
 pub use messages::{
     DetachSlot, GetProcInfo, KillSlot, ProcInfo, ReplaceSlot, SignalSlot, SlotEvent, SlotReport, StartSlot,
     StopSlot, UpdateSlotSpec, WaitReady,
 };
+pub(crate) use upgrade::FreezeSlot;

@@ -63,6 +63,8 @@ struct Owners {
 const EARLY_MAX: usize = 64;
 
 static ROUTER: OnceLock<NotifyRouter> = OnceLock::new();
+/// The address an upgrade asked to bind again (`NotifyRouter::reuse_address`).
+static REUSE: OnceLock<String> = OnceLock::new();
 
 impl NotifyRouter {
     /// The router, once started (None before `start`, or if it could not bind).
@@ -70,12 +72,22 @@ impl NotifyRouter {
         ROUTER.get()
     }
 
+    /// After an upgrade: bind the previous image's address, which the
+    /// running children have in their NOTIFY_SOCKET (the previous image's
+    /// socket closed at the exec).
+    pub(crate) fn reuse_address(address: &str) {
+        let _ = REUSE.set(address.trim_start_matches('@').to_string());
+    }
+
     /// Binds the socket and starts receiving on the current runtime.
     pub fn start() -> anyhow::Result<&'static NotifyRouter> {
         if let Some(r) = ROUTER.get() {
             return Ok(r);
         }
-        let name = format!("ringmaster-notify-{}-{}", std::process::id(), fastrand::u64(..));
+        let name = REUSE
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("ringmaster-notify-{}-{}", std::process::id(), fastrand::u64(..)));
         let fd: OwnedFd = socket(
             AddressFamily::Unix,
             SockType::Datagram,

@@ -80,6 +80,8 @@ struct Registry {
     in_flight: usize,
     /// Reaped while a spawn was in flight, owner not yet known.
     unclaimed: HashMap<i32, (ExitStatus, Vec<(i32, u64)>)>,
+    /// An upgrade is taking its snapshot: exits stay zombies for the next image.
+    frozen: bool,
 }
 
 pub struct Reaper {
@@ -162,6 +164,52 @@ impl Reaper {
         self.lock().groups.remove(&key);
     }
 
+    /// Upgrade: stop reaping, so every exit from now on stays a zombie that
+    /// the next image reaps and matches ([`Reaper::adopt`]).
+    pub(crate) fn freeze(&self) {
+        self.lock().frozen = true;
+    }
+
+    /// The upgrade did not happen: reap what exited meanwhile.
+    pub(crate) fn thaw(&self) {
+        self.lock().frozen = false;
+        self.reap_all();
+    }
+
+    /// After an upgrade, before the first reap: keep the statuses of pids
+    /// nobody owns yet, until [`Reaper::release`], for [`Reaper::adopt`].
+    pub(crate) fn hold(&self) {
+        self.lock().in_flight += 1;
+    }
+
+    /// Registers `owner` for a child the previous image spawned; an exit
+    /// reaped since [`Reaper::hold`] is delivered at once.
+    pub(crate) fn adopt(&self, pid: i32, owner: Recipient<Exited>) {
+        let mut reg = self.lock();
+        match reg.unclaimed.remove(&pid) {
+            Some((status, group)) => owner.do_send(Exited { pid, status, group }),
+            None => {
+                reg.owners.insert(pid, owner);
+            }
+        }
+    }
+
+    /// Reaped since [`Reaper::hold`] and not adopted yet.
+    pub(crate) fn is_unclaimed(&self, pid: i32) -> bool {
+        self.lock().unclaimed.contains_key(&pid)
+    }
+
+    /// Every adopted child is registered: what is left unclaimed was an orphan's.
+    pub(crate) fn release(&self) {
+        let mut reg = self.lock();
+        reg.in_flight = reg.in_flight.saturating_sub(1);
+        if reg.in_flight == 0 {
+            for (pid, (status, _)) in reg.unclaimed.drain() {
+                tracing::debug!(pid, %status, "reaped orphan");
+            }
+        }
+    }
+
     pub fn owned_pids(&self) -> Vec<i32> {
         self.lock().owners.keys().copied().collect()
     }
@@ -173,6 +221,9 @@ impl Reaper {
     /// so an owned process's group is read then, and only then reaped.
     pub fn reap_all(&self) -> usize {
         let mut reg = self.lock();
+        if reg.frozen {
+            return 0;
+        }
         let mut n = 0;
         while let Some(pid) = peek_exited() {
             let group = if reg.owners.contains_key(&pid) || reg.in_flight > 0 {

@@ -428,6 +428,28 @@ impl LogHub {
         }
     }
 
+    /// Upgrade: stop reading every pipe (what is unread stays in it for the
+    /// next image) and flush every sink, within `bound`.
+    pub(crate) async fn pause_for_exec(&self, bound: Duration) {
+        let watchers: Vec<Arc<WatcherInner>> = lock(&self.inner.watchers)
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        let mut sinks = vec![self.inner.stdout.clone(), self.inner.stderr.clone()];
+        for w in &watchers {
+            for t in lock(&w.tasks).drain(..) {
+                t.abort();
+            }
+            if let Some(outs) = &*lock(&w.outs) {
+                sinks.extend(outs.iter().filter_map(|o| o.sink.clone()));
+            }
+        }
+        let flushed = futures::future::join_all(sinks.iter().map(|s| s.sync()));
+        if tokio::time::timeout(bound, flushed).await.is_err() {
+            tracing::warn!("upgrade: the log files were not flushed in time");
+        }
+    }
+
     /// Wait (up to `drain_timeout`) until every capture reached EOF, drain
     /// what is left, flush and fsync every sink, and stop the log thread.
     /// Captures started afterwards are refused.
@@ -654,6 +676,12 @@ impl WatcherLogs {
         since: Option<SystemTime>,
     ) -> Vec<Arc<LogRecord>> {
         self.inner.history.query(stream, n, since)
+    }
+
+    /// After an upgrade: the previous image's kept lines, oldest first.
+    pub(crate) fn restore_history(&self, records: Vec<LogRecord>) {
+        let records: Vec<Arc<LogRecord>> = records.into_iter().map(Arc::new).collect();
+        self.inner.history.push(records.len(), |i| records[i].clone());
     }
 
     /// Live lines from now on. A receiver that falls behind loses its oldest

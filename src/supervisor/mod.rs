@@ -11,8 +11,10 @@ pub mod api;
 pub mod registry;
 pub mod reload;
 mod root;
+mod upgrade;
 
 pub use api::{ApiError, Done};
 pub use registry::{Match, Registry, Selection, SocketRegistry, WatcherEntry};
 pub(crate) use root::CriticalEnded;
 pub use root::{Closers, Shutdown, Supervisor};
+pub(crate) use upgrade::Upgrade;

@@ -37,8 +37,10 @@ pub struct Supervisor {
     pub(super) registry: Registry,
     pub(super) events: Events,
     pub(super) hub: LogHub,
-    closers: Rc<RefCell<Closers>>,
+    pub(super) closers: Rc<RefCell<Closers>>,
     pub(super) stopping: bool,
+    /// Restored by an upgrade: the watchers are as the previous image left them, no autostart.
+    pub(super) restored: bool,
     /// Watchers an operator's request has reached: a delayed autostart
     /// (global `warmup_delay`) leaves them alone, the later command wins.
     pub(super) touched: std::collections::HashSet<String>,
@@ -68,6 +70,7 @@ impl Supervisor {
             hub,
             closers,
             stopping: false,
+            restored: false,
             touched: Default::default(),
             notifier: None,
             watchdog: None,
@@ -168,7 +171,11 @@ impl Actor for Supervisor {
         let watchers = self.registry.by_priority();
         // Each start reports its outcome, so READY=1 waits until they all finished.
         let mut started = Vec::new();
-        for (k, w) in watchers.iter().filter(|w| w.autostart).enumerate() {
+        for (k, w) in watchers
+            .iter()
+            .filter(|w| w.autostart && !self.restored)
+            .enumerate()
+        {
             let addr = w.addr.clone();
             let (tx, rx) = oneshot::channel::<()>();
             started.push(rx);
@@ -190,7 +197,7 @@ impl Actor for Supervisor {
                 });
             }
         }
-        for w in watchers.iter().filter(|w| !w.autostart) {
+        for w in watchers.iter().filter(|w| !w.autostart && !self.restored) {
             tracing::info!(watcher = %w.name, "autostart = false: not started");
         }
         if self.notifier.is_some() {

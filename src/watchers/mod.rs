@@ -20,6 +20,7 @@ mod reports;
 mod signal;
 mod slots;
 pub mod state;
+mod upgrade;
 
 pub use actor::*;
 pub use commands::*;
@@ -27,6 +28,7 @@ pub use queries::{GetSpec, GetState, GetStatus, WatcherStatus};
 pub(crate) use signal::children;
 pub use signal::SignalWatcher;
 pub use state::{Outcome, RestartHow, WatcherState};
+pub(crate) use upgrade::{FreezeWatcher, SlotFds};
 
 /// The most processes one watcher may run (`incr`, `decr`, `set`): beyond it a
 /// typo such as numprocesses = 1e9 would freeze the daemon spawning.

@@ -30,6 +30,10 @@ pub async fn execute(ctx: Ctx, r: Globaloptions) -> Reply {
     all.insert("pubsub_endpoint".into(), json!(g.pubsub_endpoint));
     all.insert("check_delay".into(), json!(g.check_delay));
     all.insert("multicast_endpoint".into(), Value::Null);
+    // Not Circus's: which binary answers (it changes with `upgrade`).
+    all.insert("version".into(), json!(crate::upgrade::VERSION));
+    all.insert("binary_id".into(), json!(crate::upgrade::binary_id()));
+    all.insert("pid".into(), json!(std::process::id()));
     match r.option {
         None => Ok(one("options", Value::Object(all))),
         Some(k) => match all.get(&k) {

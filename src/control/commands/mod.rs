@@ -28,6 +28,7 @@ pub mod start;
 pub mod stats;
 pub mod status;
 pub mod stop;
+pub mod upgrade;
 pub mod util;
 
 use super::context::Ctx;
@@ -147,6 +148,7 @@ commands! {
     "stats" => stats::Stats as Stats,
     "status" => status::Status as Status,
     "stop" => stop::Stop as Stop,
+    "upgrade" => upgrade::Upgrade as Upgrade,
 }
 
 /// Parses and runs one request from the control channel.
@@ -236,7 +238,7 @@ mod tests {
             let back = Request::parse(r.command(), &r.props()).expect("parses");
             assert_eq!(back, r);
         }
-        assert_eq!(COMMANDS.len(), 26);
+        assert_eq!(COMMANDS.len(), 27);
         let e = Request::parse("nope", &Map::new()).unwrap_err();
         assert_eq!(e, CommandError::unknown_command("nope"));
     }

@@ -26,6 +26,11 @@ fn details(st: &WatcherStatus) -> Value {
     json!({"name": st.name, "state": st.state.as_str(), "numprocesses": st.numprocesses, "processes": procs})
 }
 
+/// Which daemon answers (not Circus's): it changes with `upgrade`.
+fn daemon() -> Value {
+    json!({"version": crate::upgrade::VERSION, "binary_id": crate::upgrade::binary_id(), "pid": std::process::id()})
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub name: Option<String>,
@@ -82,6 +87,7 @@ pub async fn execute(ctx: Ctx, Status { name, verbose }: Status) -> Reply {
                 m.insert(n, json!(s));
             }
             let mut out = one("statuses", Value::Object(m));
+            out.insert("daemon".into(), daemon());
             if verbose {
                 det.sort_by(|a, b| a.0.cmp(&b.0));
                 out.insert(

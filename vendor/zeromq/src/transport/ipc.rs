@@ -106,7 +106,7 @@ where
     #[cfg(windows)]
     let resolved_addr = Some(path.to_owned());
 
-    begin_accept_bound(listener, resolved_addr, options, cback).await
+    begin_accept_bound(listener, resolved_addr, options, cback, true).await
 }
 
 #[cfg(target_family = "unix")]
@@ -127,7 +127,9 @@ where
     #[cfg(any(feature = "async-std-runtime", feature = "async-dispatcher-runtime"))]
     let listener = UnixListener::from(listener);
 
-    begin_accept_bound(listener, resolved_addr, options, cback).await
+    // RINGMASTER PATCH: the caller bound this listener, so the caller owns
+    // its socket file (it may hand the listener on to another process).
+    begin_accept_bound(listener, resolved_addr, options, cback, false).await
 }
 
 async fn begin_accept_bound<T>(
@@ -135,11 +137,12 @@ async fn begin_accept_bound<T>(
     resolved_addr: Option<std::path::PathBuf>,
     options: Arc<crate::SocketOptions>,
     cback: impl Fn(ZmqResult<(FramedIo, Endpoint)>) -> T + Send + 'static,
+    unlink_on_stop: bool,
 ) -> ZmqResult<(Endpoint, AcceptStopHandle)>
 where
     T: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener_addr = resolved_addr.clone();
+    let listener_addr = resolved_addr.clone().filter(|_| unlink_on_stop);
     let (stop_channel, stop_callback) = oneshot::channel::<()>();
     let task_handle = async_rt::task::spawn(async move {
         let mut stop_callback = stop_callback.fuse();
