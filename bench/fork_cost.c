@@ -11,6 +11,10 @@
  * spawn waits until the child has exec'd (a close-on-exec pipe for fork; the
  * vfork semantics for posix_spawn), as a supervisor that reports exec errors
  * must. Prints the time for N spawns in ms; children are reaped at the end.
+ *
+ * FDS=n in the environment first opens n close-on-exec descriptors (pipes),
+ * like a daemon that holds two pipes per supervised process: fork and
+ * posix_spawn both copy the descriptor table and execve closes every one.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -52,6 +56,15 @@ int main(int argc, char **argv) {
     if (!heap)
         return 1;
     memset(heap, 1, 8 << 20);
+    const char *fds_env = getenv("FDS");
+    int fds = fds_env ? atoi(fds_env) : 0;
+    for (int i = 0; i + 1 < fds; i += 2) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            perror("pipe2 (raise ulimit -n)");
+            return 1;
+        }
+    }
     pthread_t tids[64];
     for (int i = 0; i < threads && i < 64; i++)
         pthread_create(&tids[i], NULL, ticker, NULL);
@@ -97,6 +110,6 @@ int main(int argc, char **argv) {
         pthread_join(tids[i], NULL);
     while (wait(NULL) > 0) {
     }
-    printf("%s threads=%d n=%d: %.1f ms\n", argv[1], threads, n, el);
+    printf("%s threads=%d fds=%d n=%d: %.1f ms\n", argv[1], threads, fds, n, el);
     return 0;
 }

@@ -73,6 +73,11 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     // fds our parent left open without close-on-exec would reach every hook,
     // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
     cloexec_inherited_fds();
+    // While the daemon holds few fds: a spawn's cost grows with the number of
+    // the channel's fd (see processes::spawn's child.rs).
+    if let Err(e) = crate::processes::spawn::reserve_channels() {
+        tracing::warn!("cannot reserve the spawn channels now ({e}); the first spawn will");
+    }
     for w in cfg.warnings.iter().chain(&handoff.warnings) {
         tracing::warn!("{w}");
     }

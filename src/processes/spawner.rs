@@ -1,11 +1,11 @@
-//! A small pool of threads that fork and exec, so the actors never block on
-//! `fork` and several processes can be started at once.
+//! A small pool of threads that start processes, so the actors never block
+//! on a spawn and several processes can be started at once.
 //!
-//! `std::process::Command::spawn` returns only once the child has exec'd (or
-//! failed to), and [`spawn::spawn`](super::spawn::spawn) waits for its own
-//! error pipe in the same way. Done on the actors' thread, starting 100
-//! processes meant 100 fork/exec round trips one after another. Here up to one
-//! thread per CPU (at most 4) forks in parallel, while the actors go on
+//! [`spawn::spawn`](super::spawn::spawn) returns only once the child has
+//! exec'd (or failed to): its calling thread sleeps while the vfork-style
+//! child runs. Done on the actors' thread, starting 100 processes meant 100
+//! spawn/exec round trips one after another. Here up to one
+//! thread per CPU (at most 4) spawns in parallel, while the actors go on
 //! handling messages. The threads start on first use and stay: they cost a
 //! few pages of stack each, and a supervisor spawns for as long as it runs.
 

@@ -101,12 +101,30 @@ impl Reaper {
 
     /// Spawns `cmd` and registers its pid with `owner` atomically with respect to reaping.
     pub fn spawn(&self, cmd: &mut Command, owner: Recipient<Exited>) -> io::Result<Child> {
+        let mut child = None;
+        self.spawn_with(owner, || {
+            let c = cmd.spawn()?;
+            let pid = c.id() as i32;
+            child = Some(c);
+            Ok::<i32, io::Error>(pid)
+        })?;
+        child.ok_or_else(|| io::Error::other("spawned without a child"))
+    }
+
+    /// Runs `start`, which creates a child and returns its pid, and
+    /// registers that pid with `owner` atomically with respect to reaping.
+    /// On error nothing is registered: a child that `start` created and that
+    /// failed before exec is reaped as nobody's.
+    pub(crate) fn spawn_with<E>(
+        &self,
+        owner: Recipient<Exited>,
+        start: impl FnOnce() -> Result<i32, E>,
+    ) -> Result<i32, E> {
         self.lock().in_flight += 1;
-        let res = cmd.spawn();
+        let res = start();
         let mut reg = self.lock();
         reg.in_flight -= 1;
-        if let Ok(child) = &res {
-            let pid = child.id() as i32;
+        if let Ok(pid) = res {
             match reg.unclaimed.remove(&pid) {
                 // Reaped already, unless the status was an orphan's whose
                 // pid the kernel has just reused for this child (then the

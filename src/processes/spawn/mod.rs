@@ -1,30 +1,38 @@
-//! Starting one process: everything is prepared in the parent (argv, envp,
-//! ids, limits, fd lists), then the forked child runs only async-signal-safe
-//! system calls and `execve`s the program itself.
+//! Starting one process: everything is prepared in the parent ([`plan`]:
+//! argv, envp, ids, limits, the descriptors and where they go), then a
+//! vfork-style child ([`child`]) runs only raw system calls and `execve`s the
+//! program itself.
 //!
-//! In the child, in order: join the slot's cgroup (cgroup kill mode, by
-//! writing "0" to a `cgroup.procs` fd opened by the parent, so nothing it
-//! starts is ever outside); new process group; empty signal mask and default
-//! dispositions; every fd ≥ 3 close-on-exec (close_range); the watcher's
-//! sockets dup'ed to 3, 4, … with close-on-exec cleared; rlimits;
-//! supplementary groups; gid; uid; umask; working_dir; `LISTEN_PID` patched
-//! to the child's own pid; execve. A failure at any step is written (errno and
-//! step) to a close-on-exec pipe that the parent reads, so "no such file" or
-//! "permission denied" reaches the log instead of a bare exit code.
+//! In the child, in order: a private descriptor table with only the daemon's
+//! lowest fds; every signal disposition back to default (all signals stay
+//! blocked until just before execve); its descriptors received from the
+//! parent; join the slot's cgroup (cgroup kill mode, by writing "0" to a
+//! `cgroup.procs` fd opened by the parent, so nothing it starts is ever
+//! outside); new process group; stdin/stdout/stderr and the watcher's sockets
+//! placed at 0, 1, 2, 3, … and every other fd closed; rlimits; supplementary
+//! groups; gid; uid; umask; working_dir; `LISTEN_PID` filled with the child's
+//! own pid; empty signal mask; execve. A failure at any step is written
+//! (step and errno) into the plan, which the child shares with the parent,
+//! so "no such file" or "permission denied" reaches the log instead of a
+//! bare exit code.
+
+mod child;
+mod plan;
+
+pub(crate) use child::reserve_channels;
 
 use crate::config::model::{Args, Ident};
 use crate::config::WatcherSpec;
 use crate::processes::substitute::{substitute, Vars};
 use crate::reaper::{Exited, Reaper};
 use actix::Recipient;
+use plan::{Plan, PlanInput};
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// A socket handed to a child: its name and the daemon's fd.
@@ -60,150 +68,6 @@ pub enum SpawnError {
 pub enum Output {
     Null,
     Pipe,
-}
-
-const STEPS: [&str; 13] = [
-    "unknown step",
-    "setpgid",
-    "signal reset",
-    "close-on-exec",
-    "dup socket",
-    "place socket",
-    "setrlimit",
-    "setgroups",
-    "setgid",
-    "setuid",
-    "chdir",
-    "execve",
-    "join cgroup",
-];
-
-/// Everything the child needs, allocated before fork.
-struct Prepared {
-    program: CString,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    _env: Vec<Vec<u8>>,
-    envp: Vec<*const libc::c_char>,
-    listen_pid_digits: Option<*mut u8>,
-    sockets: Vec<RawFd>,
-    tmp: Vec<RawFd>,
-    dup_base: RawFd,
-    rlimits: Vec<(i32, libc::rlimit)>,
-    groups: Option<Vec<libc::gid_t>>,
-    gid: Option<libc::gid_t>,
-    uid: Option<libc::uid_t>,
-    umask: Option<libc::mode_t>,
-    cwd: Option<CString>,
-    err_w: RawFd,
-    /// `cgroup.procs` of the slot's cgroup, or -1.
-    cgroup_procs: RawFd,
-    max_fd: RawFd,
-    ignored: &'static [i32],
-}
-
-// The raw pointers point into buffers owned by the same struct; the child
-// gets its own copy of the whole address space.
-unsafe impl Send for Prepared {}
-unsafe impl Sync for Prepared {}
-
-unsafe fn report(err_w: RawFd, step: u32) -> ! {
-    let errno = *libc::__errno_location();
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&errno.to_ne_bytes());
-    buf[4..].copy_from_slice(&step.to_ne_bytes());
-    libc::write(err_w, buf.as_ptr().cast(), buf.len());
-    libc::_exit(127);
-}
-
-impl Prepared {
-    /// Runs in the forked child. Only async-signal-safe calls.
-    unsafe fn exec(&mut self) -> ! {
-        let w = self.err_w;
-        if self.cgroup_procs >= 0 && libc::write(self.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
-            report(w, 12);
-        }
-        if libc::setpgid(0, 0) != 0 {
-            report(w, 1);
-        }
-        if !reset_signals(self.ignored) {
-            report(w, 2);
-        }
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
-            for fd in 3..self.max_fd {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-                }
-            }
-        }
-        // Two passes, through fds above every source and target, so that a
-        // socket already sitting on another socket's target is not clobbered.
-        for i in 0..self.sockets.len() {
-            let t = libc::fcntl(self.sockets[i], libc::F_DUPFD_CLOEXEC, self.dup_base);
-            if t < 0 {
-                report(w, 4);
-            }
-            self.tmp[i] = t;
-        }
-        for i in 0..self.tmp.len() {
-            let target = 3 + i as RawFd;
-            if libc::dup2(self.tmp[i], target) < 0 {
-                report(w, 5);
-            }
-            // dup2 clears FD_CLOEXEC, but clear it explicitly: the fd numbers may match.
-            if libc::fcntl(target, libc::F_SETFD, 0) != 0 {
-                report(w, 5);
-            }
-        }
-        for (res, lim) in &self.rlimits {
-            if libc::setrlimit(*res as _, lim) != 0 {
-                report(w, 6);
-            }
-        }
-        if let Some(groups) = &self.groups {
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                report(w, 7);
-            }
-        }
-        if let Some(gid) = self.gid {
-            if libc::setgid(gid) != 0 {
-                report(w, 8);
-            }
-        }
-        if let Some(uid) = self.uid {
-            if libc::setuid(uid) != 0 {
-                report(w, 9);
-            }
-        }
-        if let Some(mask) = self.umask {
-            libc::umask(mask);
-        }
-        if let Some(cwd) = &self.cwd {
-            if libc::chdir(cwd.as_ptr()) != 0 {
-                report(w, 10);
-            }
-        }
-        if let Some(digits) = self.listen_pid_digits {
-            let mut pid = libc::getpid() as u32;
-            let mut buf = [0u8; 12];
-            let mut n = 0;
-            loop {
-                buf[n] = b'0' + (pid % 10) as u8;
-                n += 1;
-                pid /= 10;
-                if pid == 0 {
-                    break;
-                }
-            }
-            for i in 0..n {
-                *digits.add(i) = buf[n - 1 - i];
-            }
-            *digits.add(n) = 0;
-        }
-        libc::execve(self.program.as_ptr(), self.argv_ptrs.as_ptr(), self.envp.as_ptr());
-        report(w, 11);
-    }
 }
 
 /// Empties the signal mask and puts `ignored` back to their default action.
@@ -447,56 +311,58 @@ fn resolve_ids(spec: &WatcherSpec) -> Result<Ids, SpawnError> {
     })
 }
 
-fn rlimits(spec: &WatcherSpec) -> Vec<(i32, libc::rlimit)> {
-    spec.rlimits
-        .iter()
-        .map(|l| {
-            let v = match l.value {
-                Some(v) => v as libc::rlim_t,
-                None if l.resource == libc::RLIMIT_NOFILE as i32 => {
-                    // RLIM_INFINITY is refused for NOFILE; use the hard limit (as Circus).
-                    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                        .map(|(_, hard)| hard as libc::rlim_t)
-                        .unwrap_or(libc::RLIM_INFINITY)
-                }
-                None => libc::RLIM_INFINITY,
-            };
-            (
-                l.resource,
-                libc::rlimit {
-                    rlim_cur: v,
-                    rlim_max: v,
-                },
-            )
-        })
-        .collect()
-}
-
-fn pipe_high(min_fd: RawFd) -> Result<(OwnedFd, OwnedFd), SpawnError> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| SpawnError::Prepare(format!("pipe: {e}")))?;
-    // SAFETY: fcntl on a valid fd; the result is a new fd we own.
-    let hw = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min_fd) };
-    if hw < 0 {
-        return Err(SpawnError::Prepare(format!(
-            "fcntl: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: hw is a fresh fd returned by fcntl.
-    Ok((r, unsafe { OwnedFd::from_raw_fd(hw) }))
-}
-
 /// Spawns one process of `spec` in slot `wid`, registered with the reaper for `owner`.
 pub fn spawn(
     spec: &WatcherSpec,
     wid: u32,
     sockets: &[InheritedSocket],
-    (stdout, stderr): (Output, Output),
+    outputs: (Output, Output),
     extra_env: &[(String, String)],
     owner: Recipient<Exited>,
     cgroup_procs: Option<RawFd>,
 ) -> Result<Spawned, SpawnError> {
+    let Prepared {
+        mut plan,
+        pipes,
+        argv,
+        prog,
+    } = prepare(spec, wid, sockets, outputs, extra_env, cgroup_procs)?;
+    Reaper::global()
+        .spawn_with(owner, || child::launch(&mut plan))
+        .map_err(|e| launch_error(prog, e))
+        .map(|pid| Spawned {
+            pid,
+            stdout: pipes.stdout,
+            stderr: pipes.stderr,
+            argv,
+        })
+}
+
+fn launch_error(program: String, e: child::LaunchError) -> SpawnError {
+    match e {
+        child::LaunchError::Setup(s) => SpawnError::Prepare(s),
+        child::LaunchError::Clone(e) => SpawnError::Fork(e),
+        child::LaunchError::Child { step, err } => SpawnError::Child { program, step, err },
+    }
+}
+
+/// A spawn ready to launch.
+struct Prepared {
+    plan: Plan,
+    pipes: plan::Pipes,
+    argv: Vec<String>,
+    /// The program as configured, for messages.
+    prog: String,
+}
+
+fn prepare(
+    spec: &WatcherSpec,
+    wid: u32,
+    sockets: &[InheritedSocket],
+    (stdout, stderr): (Output, Output),
+    extra_env: &[(String, String)],
+    cgroup_procs: Option<RawFd>,
+) -> Result<Prepared, SpawnError> {
     let child_fds: Vec<(String, i32)> = sockets
         .iter()
         .enumerate()
@@ -516,7 +382,6 @@ pub fn spawn(
     for (k, v) in extra_env {
         env.insert(k.into(), v.into());
     }
-    let mut listen_pid_index = None;
     if !sockets.is_empty() {
         env.insert("LISTEN_FDS".into(), sockets.len().to_string().into());
         let names: Vec<&str> = sockets.iter().map(|s| s.name.as_str()).collect();
@@ -543,116 +408,94 @@ pub fn spawn(
         b.push(0);
         env_bufs.push(b);
     }
-    if !sockets.is_empty() {
-        let mut b = b"LISTEN_PID=".to_vec();
-        b.extend_from_slice(&[b'0'; 12]);
-        b.push(0);
-        listen_pid_index = Some(env_bufs.len());
-        env_bufs.push(b);
-    }
-    let mut envp: Vec<*const libc::c_char> = env_bufs.iter().map(|b| b.as_ptr().cast()).collect();
-    envp.push(std::ptr::null());
-    let listen_pid_digits = listen_pid_index.map(|i| {
-        // SAFETY: the buffer holds "LISTEN_PID=" followed by 12 writable bytes and a NUL.
-        unsafe { env_bufs[i].as_mut_ptr().add("LISTEN_PID=".len()) }
-    });
-
-    let c_argv: Vec<CString> = argv
-        .iter()
-        .map(|a| cstring("argument", a.as_bytes()))
-        .collect::<Result<_, _>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-
-    let ids = resolve_ids(spec)?;
     let src: Vec<RawFd> = sockets.iter().map(|s| s.fd).collect();
-    let top = src.iter().copied().max().unwrap_or(0).max(3 + src.len() as RawFd);
-    let (err_r, err_w) = pipe_high(top + 1)?;
-    let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| soft.min(65536) as RawFd)
-        .unwrap_or(1024);
-
-    let mut prepared = Prepared {
+    let (plan, pipes) = Plan::build(PlanInput {
+        spec,
         program: cstring("program path", program.as_os_str().as_bytes())?,
-        _argv: c_argv,
-        argv_ptrs,
-        _env: env_bufs,
-        envp,
-        listen_pid_digits,
-        tmp: vec![-1; src.len()],
-        sockets: src,
-        dup_base: err_w.as_raw_fd() + 1,
-        rlimits: rlimits(spec),
-        groups: ids.groups,
-        gid: ids.gid,
-        uid: ids.uid,
-        umask: spec.umask.map(|u| u as libc::mode_t),
-        cwd: match &spec.working_dir {
-            Some(d) => Some(cstring("working_dir", d.as_os_str().as_bytes())?),
-            None => None,
-        },
-        err_w: err_w.as_raw_fd(),
-        cgroup_procs: cgroup_procs.unwrap_or(-1),
-        max_fd,
-        ignored: ignored_signals(),
-    };
-
-    let stdio = |o: Output| match o {
-        Output::Null => Stdio::null(),
-        Output::Pipe => Stdio::piped(),
-    };
-    let mut cmd = Command::new(&program);
-    cmd.stdin(if spec.close_child_stdin {
-        Stdio::null()
-    } else {
-        Stdio::inherit()
-    })
-    .stdout(stdio(stdout))
-    .stderr(stdio(stderr));
-    // SAFETY: the closure only makes async-signal-safe calls (see Prepared::exec).
-    unsafe {
-        cmd.pre_exec(move || prepared.exec());
-    }
-    let mut child = Reaper::global()
-        .spawn(&mut cmd, owner)
-        .map_err(SpawnError::Fork)?;
-    drop(cmd);
-    drop(err_w);
-    let pid = child.id() as i32;
-    let out = child.stdout.take().map(OwnedFd::from);
-    let err = child.stderr.take().map(OwnedFd::from);
-    // Blocks only until execve (the pipe closes on exec) or a reported failure.
-    let mut buf = [0u8; 8];
-    let mut f = std::fs::File::from(err_r);
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    if got == buf.len() {
-        let errno = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        let step = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
-        return Err(SpawnError::Child {
-            program: prog,
-            step: STEPS.get(step).copied().unwrap_or(STEPS[0]),
-            err: io::Error::from_raw_os_error(errno),
-        });
-    }
-    Ok(Spawned {
-        pid,
-        stdout: out,
-        stderr: err,
+        argv: &argv,
+        env: env_bufs,
+        listen_pid: !sockets.is_empty(),
+        sockets: &src,
+        outputs: (stdout, stderr),
+        cgroup_procs,
+    })?;
+    Ok(Prepared {
+        plan,
+        pipes,
         argv,
+        prog,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    fn spec(cmd: &str) -> WatcherSpec {
+        let text =
+            format!("[watchers.t]\ncmd = \"{cmd}\"\nclose_child_stdout = true\nclose_child_stderr = true\n");
+        let cfg = crate::config::load_toml_str(Path::new("t.toml"), &text).expect("config");
+        cfg.watchers.into_iter().next().expect("one watcher")
+    }
+
+    /// Median time of one spawn (until exec) of `spec`, over `n`.
+    fn median_spawn(spec: &WatcherSpec, n: usize) -> Duration {
+        let mut times: Vec<Duration> = (0..n)
+            .map(|_| {
+                let mut p = prepare(spec, 1, &[], (Output::Null, Output::Null), &[], None).expect("prepare");
+                let t = Instant::now();
+                let pid = child::launch(&mut p.plan).unwrap_or_else(|_| panic!("launch failed"));
+                let took = t.elapsed();
+                // ECHILD: another test reaped it (waitpid(-1)); the time is taken.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                took
+            })
+            .collect();
+        times.sort();
+        times[n / 2]
+    }
+
+    /// The micro-benchmark behind the spawn design (docs/benchmarks.md):
+    /// a fork or a plain vfork copies the whole descriptor table and execve
+    /// closes it, ~10× slower per spawn with 16,000 fds than with none.
+    /// Here the cost must not follow the daemon's descriptors.
+    #[test]
+    fn spawn_cost_does_not_grow_with_the_daemons_descriptors() {
+        reserve_channels().expect("channels");
+        let spec = spec("/bin/true");
+        median_spawn(&spec, 5); // warm: stack, /dev/null, page cache
+        let few = median_spawn(&spec, 41);
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let want = 16_384u64;
+        if soft < want + 256 {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                (want + 256).min(hard),
+                hard,
+            )
+            .expect("raise RLIMIT_NOFILE");
+        }
+        assert!(
+            hard >= want + 256,
+            "this test needs RLIMIT_NOFILE >= {} (hard limit {hard})",
+            want + 256
+        );
+        let mut held = Vec::new();
+        while (held.len() as u64) < want {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+            held.push(r);
+            held.push(w);
+        }
+        let many = median_spawn(&spec, 41);
+        drop(held);
+        eprintln!("spawn of /bin/true until exec: {few:?} with few fds, {many:?} with {want} more");
+        assert!(
+            many < few * 3 + Duration::from_micros(500),
+            "a spawn costs {many:?} with {want} fds open, {few:?} without"
+        );
+    }
 
     #[test]
     fn env_dollar_expansion() {
