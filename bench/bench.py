@@ -1339,9 +1339,14 @@ def main():
     # 1,024, in every daemon (which inherit this one's limits).
     import resource
 
+    # Two pipes per process (stdout, stderr) in every daemon: 10,000 processes
+    # need more than 20,000; root may raise the hard limit too.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    ctx.nofile = hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536),) * 2)
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ctx.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     ctx.load0 = f"{os.getloadavg()[0]:.1f}"  # a shared machine: say how busy it was
 
     def on_signal(signum, frame):
