@@ -435,6 +435,7 @@ def start_circus(watchers, sockets=None, check_delay=None, tag="circus"):
         ]
         if w.get("socket"):
             lines.append("use_sockets = True")
+        lines += w.get("circus_extra", [])
         if w.get("stdout"):
             lines += ["stdout_stream.class = FileStream", f"stdout_stream.filename = {w['stdout']}"]
         lines.append("")
@@ -476,6 +477,7 @@ def start_supervisor(watchers, tag="supervisor", minfds=None):
             "autorestart = true",
             "stopwaitsecs = 5",
         ]
+        lines += w.get("supervisor_extra", [])
         if w.get("stdout"):
             lines += [f"stdout_logfile = {w['stdout']}", "stdout_logfile_maxbytes = 0",
                       "stdout_logfile_backups = 0"]

@@ -99,7 +99,14 @@ class TaggedStamps:
 
 def watchers_for(system, stamp, port, W, N):
     wid = {RM: "$(circus.wid)", CI: "$(circus.wid)", SV: "%(process_num)d"}[system]
-    return [{"name": f"s{i}", "argv": [stamp, str(port), f"s{i}:{wid}"], "n": N} for i in range(W)]
+    # The children's output is discarded without a pipe where the supervisor
+    # can (`stamp` writes nothing): two pipes per process would put 10,000
+    # processes past a 20,000-descriptor limit before anything is measured.
+    return [{"name": f"s{i}", "argv": [stamp, str(port), f"s{i}:{wid}"], "n": N,
+             "extra": ["close_child_stdout = true", "close_child_stderr = true"],
+             "circus_extra": ["close_child_stdout = True", "close_child_stderr = True"],
+             "supervisor_extra": ["redirect_stderr = true", "stdout_logfile = NONE"]}
+            for i in range(W)]
 
 
 def start(system, ctx, watchers):
@@ -528,8 +535,11 @@ def report(R, L, quick):
     L.append("")
     L.append("circusd replaces processes and reaps them at its `check_delay` tick (5 s by default), which "
              "its respawn and `reap` event latencies show; supervisord has no pubsub channel (n/a). The "
-             "bench raises its own soft RLIMIT_NOFILE to the hard limit, which every daemon inherits; "
-             "supervisord gets `minfds` at that limit.")
+             "bench raises its soft RLIMIT_NOFILE to the hard limit (65,536 if it may), which every daemon "
+             "inherits; supervisord gets `minfds` at that limit. The children's output is discarded "
+             "without a pipe (`close_child_stdout`/`close_child_stderr` for Ringmaster and circusd; "
+             "supervisord cannot, it gets `redirect_stderr` and `stdout_logfile = NONE`): with two pipes "
+             "per process, 10,000 processes need more than 20,000 descriptors.")
     L.append("")
     mc = marginal(R)
     if mc:
