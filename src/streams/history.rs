@@ -59,7 +59,11 @@ impl History {
         if ring.tx.as_ref().is_some_and(|t| t.receiver_count() == 0) {
             ring.tx = None;
         }
-        let first = if ring.tx.is_some() { 0 } else { n.saturating_sub(self.cap) };
+        let first = if ring.tx.is_some() {
+            0
+        } else {
+            n.saturating_sub(self.cap)
+        };
         for i in first..n {
             let r = make(i);
             if let Some(tx) = &ring.tx {
