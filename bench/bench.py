@@ -48,6 +48,10 @@ CI = "circusd 0.19"
 SV = "supervisord 4.3"
 SYSTEMS = [RM, CI, SV]
 
+# bench/scale.py does `import bench` and must get this module, not a second copy.
+sys.modules.setdefault("bench", sys.modules[__name__])
+import scale  # noqa: E402
+
 try:
     import zmq  # from the virtualenv (circus depends on pyzmq)
 except ImportError:  # pragma: no cover - the wrapper installs it
@@ -314,7 +318,7 @@ class Stamps:
                 data = self.sock.recv(128)
             except socket.timeout:
                 break
-            pid, ns = data.split()
+            pid, ns = data.split()[:2]
             got.append((int(pid), int(ns)))
         self.sock.settimeout(None)
         return got
@@ -431,6 +435,7 @@ def start_circus(watchers, sockets=None, check_delay=None, tag="circus"):
         ]
         if w.get("socket"):
             lines.append("use_sockets = True")
+        lines += w.get("circus_extra", [])
         if w.get("stdout"):
             lines += ["stdout_stream.class = FileStream", f"stdout_stream.filename = {w['stdout']}"]
         lines.append("")
@@ -441,7 +446,7 @@ def start_circus(watchers, sockets=None, check_delay=None, tag="circus"):
     return Daemon(CI, p, d, endpoint=ep, conf=conf)
 
 
-def start_supervisor(watchers, tag="supervisor"):
+def start_supervisor(watchers, tag="supervisor", minfds=None):
     d = tempfile.mkdtemp(prefix=f"{tag}-", dir=RUN)
     os.makedirs(os.path.join(d, "childlogs"))
     sock = os.path.join(d, "supervisor.sock")
@@ -451,6 +456,7 @@ def start_supervisor(watchers, tag="supervisor"):
         f"logfile = {d}/supervisord.log",
         f"pidfile = {d}/supervisord.pid",
         f"childlogdir = {d}/childlogs",
+    ] + ([f"minfds = {minfds}"] if minfds else []) + [
         "",
         "[unix_http_server]",
         f"file = {sock}",
@@ -471,6 +477,7 @@ def start_supervisor(watchers, tag="supervisor"):
             "autorestart = true",
             "stopwaitsecs = 5",
         ]
+        lines += w.get("supervisor_extra", [])
         if w.get("stdout"):
             lines += [f"stdout_logfile = {w['stdout']}", "stdout_logfile_maxbytes = 0",
                       "stdout_logfile_backups = 0"]
@@ -976,51 +983,6 @@ def bench_http(ctx, R):
                     R.add(f"http_ratio:{server}", mode, rps / got["self-bound"])
 
 
-def bench_scale(ctx, R):
-    """7. 100 watchers x 10 processes: time to start them all, daemon RSS and
-    idle CPU, status round trip, respawn latency."""
-    if ctx.quick:
-        R.note("scale (100 watchers x 10 processes): skipped in --quick; run --full")
-        return
-    st = ctx.stamps
-    W, N = 100, 10
-    for s in SYSTEMS:
-        log(f"[7] scale: {W} watchers x {N} processes under {s}")
-        st.drain()
-        argv = [ctx.stamp, str(st.port)]
-        t0 = now_ns()
-        d = start_system(s, ctx, [{"name": f"s{i}", "argv": argv, "n": N} for i in range(W)])
-        try:
-            got = st.wait(W * N, 180)
-            if len(got) < W * N:
-                R.note(f"scale: {s} had only {len(got)}/{W * N} processes alive after 180 s")
-                continue
-            R.add("scale_start_s", s, (max(ns for _, ns in got) - t0) / 1e9)
-            wait_control(d)
-            time.sleep(2.0)
-            pids = d.pids()
-            c0 = [cpu_ns(p) for p in pids]
-            time.sleep(10.0)
-            c1 = [cpu_ns(p) for p in pids]
-            R.add("scale_cpu_pct", s, 100.0 * sum(cpu_delta(a, b) or 0 for a, b in zip(c0, c1)) / 10e9)
-            R.add("scale_rss_mib", s, sum(rss_kib(p) or 0 for p in pids) / 1024.0)
-            R.extend("scale_rtt_ms", s, rtt_samples(d, 100, budget=10))
-            # respawn: one process of each of 10 watchers (all up > 2 s)
-            by_pid = {pid for pid, _ in got}
-            victims = sorted(by_pid)[:: (W * N) // 10][:10]
-            for v in victims:
-                t = now_ns()
-                os.kill(v, signal.SIGKILL)
-                g = st.wait(1, 15)
-                if not g:
-                    R.note(f"scale: {s}: no replacement within 15 s")
-                    break
-                R.add("scale_respawn_ms", s, (g[0][1] - t) / 1e6)
-                time.sleep(0.02)
-        finally:
-            d.stop()
-
-
 # --------------------------------------------------------------------------
 # Results and report.
 
@@ -1237,21 +1199,6 @@ def report(ctx, R, elapsed):
              "connections inherit it. The last row turns that off to compare like with like.")
     L.append("")
 
-    L.append("### 7. Scale: 100 watchers × 10 processes")
-    L.append("")
-    if "scale_rss_mib" in R.data:
-        L.append(f"| | {RM} | {CI} | {SV} |")
-        L.append("|---|---|---|---|")
-        L.append(row3("launch → 1000th alive (s)", "scale_start_s", "", 2))
-        L.append(row3("RSS (MiB)", "scale_rss_mib", "", 1))
-        L.append(row3("idle CPU over 10 s (% of one core)", "scale_cpu_pct", "", 3))
-        L.append(row3("status round trip, median (ms)", "scale_rtt_ms", "", 2))
-        L.append(row3("respawn, median (ms)", "scale_respawn_ms", "", 2))
-        L.append("")
-    else:
-        L.append("Skipped in --quick.")
-        L.append("")
-
     # Targets
     L.append("### Targets")
     L.append("")
@@ -1301,13 +1248,28 @@ BEGIN = "<!-- bench:begin (generated by bench/run --full; edits inside are overw
 END = "<!-- bench:end -->"
 
 
-def write_docs(path, text):
-    block = f"{BEGIN}\n{text}\n{END}"
+SCALE_BEGIN = "<!-- bench-scale:begin (generated by bench/run --scale or --full; edits inside are overwritten) -->"
+SCALE_END = "<!-- bench-scale:end -->"
+
+
+def scale_text(ctx, R, elapsed, mode):
+    L = [f"Mode: `bench/run {mode}`, scale item {R.meta.get('item_seconds', {}).get('scale', elapsed):.0f} s. "
+         "Medians; in parentheses the ratio to Ringmaster.", "", "| machine | |", "|---|---|"]
+    L += [f"| {k} | {v} |" for k, v in machine(ctx)]
+    L.append(f"| open files (hard limit) | {ctx.nofile:,} |")
+    L.append(f"| load average (1 min) at start / end | {ctx.load0} / {os.getloadavg()[0]:.1f} |")
+    L.append("")
+    scale.report(R, L, ctx.quick)
+    return "\n".join(L)
+
+
+def write_docs(path, text, begin=BEGIN, end=END):
+    block = f"{begin}\n{text}\n{end}"
     if os.path.exists(path):
         with open(path) as f:
             old = f.read()
-        if BEGIN in old and END in old:
-            new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+        if begin in old and end in old:
+            new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
         else:
             new = old.rstrip() + "\n\n" + block + "\n"
     else:
@@ -1343,13 +1305,21 @@ def compile_helpers():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument("--quick", action="store_true", help="short windows, fewer samples, no scale test")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="short windows, fewer samples, no 10,000-process test")
     g.add_argument("--full", action="store_true", help="every item at full size; writes docs/benchmarks.md")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the scale item (up to 10,000 processes; with --quick up to 1,000, a few minutes)")
     ap.add_argument("--output", help="markdown file to write the results into (default: docs/benchmarks.md "
                     "for --full, bench/.work/results-quick.md for --quick)")
     ap.add_argument("--only", help="comma-separated items to run: idle,spawn,respawn,logs,http,scale")
     args = ap.parse_args()
+    if not (args.quick or args.full or args.scale):
+        ap.error("one of --quick, --full, --scale is required")
+    if args.scale and args.only:
+        ap.error("--scale is --only scale")
+    if args.scale:
+        args.only = "scale"
 
     if zmq is None:
         sys.exit("pyzmq is missing: run bench/run (it installs the virtualenv) or set BENCH_VENV")
@@ -1367,6 +1337,19 @@ def main():
     helpers = compile_helpers()
     ctx.stamp, ctx.spawn_loop, ctx.logwriter = helpers["stamp"], helpers["spawn_loop"], helpers["logwriter"]
     ctx.stamps = Stamps()
+    # 10,000 processes need more descriptors than the usual soft limit of
+    # 1,024, in every daemon (which inherit this one's limits).
+    import resource
+
+    # Two pipes per process (stdout, stderr) in every daemon: 10,000 processes
+    # need more than 20,000; root may raise the hard limit too.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536),) * 2)
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    ctx.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    ctx.load0 = f"{os.getloadavg()[0]:.1f}"  # a shared machine: say how busy it was
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -1380,9 +1363,10 @@ def main():
         "respawn": bench_respawn,
         "logs": bench_logs,
         "http": bench_http,
-        "scale": bench_scale,
+        "scale": scale.bench_scale,
     }
-    chosen = args.only.split(",") if args.only else list(items)
+    # --quick skips the scale item (bench/run --scale --quick is its short form).
+    chosen = args.only.split(",") if args.only else [k for k in items if not (ctx.quick and k == "scale")]
     R = Results()
     t0 = time.monotonic()
     try:
@@ -1405,19 +1389,38 @@ def main():
     finally:
         cleanup_all()
     elapsed = time.monotonic() - t0
-    text = report(ctx, R, elapsed)
-    mode = "quick" if ctx.quick else "full"
+    mode = ("scale-" if args.scale else "") + ("quick" if ctx.quick else "full")
+    flag = " ".join(f for f, on in (("--scale", args.scale), ("--quick", ctx.quick), ("--full", args.full)) if on)
     with open(os.path.join(WORK, f"results-{mode}.json"), "w") as f:
         json.dump({"data": R.data, "notes": R.notes, "meta": R.meta}, f, indent=1)
-    out = args.output or (os.path.join(ROOT, "docs", "benchmarks.md") if args.full
-                          else os.path.join(WORK, "results-quick.md"))
-    if out.endswith("docs/benchmarks.md") or os.path.exists(out) and BEGIN in open(out).read():
-        write_docs(out, text)
-    else:
-        with open(out, "w") as f:
-            f.write(text + "\n")
-    print(text)
-    log(f"\nwritten to {out} (raw samples: {WORK}/results-{mode}.json); {elapsed:.0f} s")
+    docs = os.path.join(ROOT, "docs", "benchmarks.md")
+    written = []
+    ran_scale = any(k.startswith("scale_") for k in R.data)
+    if ran_scale:
+        png = os.path.join(WORK, "scale-quick.png") if ctx.quick else os.path.join(ROOT, "docs", "scale.png")
+        if scale.plot(R, png, ctx.quick):
+            written.append(png)
+        stext = scale_text(ctx, R, elapsed, flag)
+        sout = args.output or (os.path.join(WORK, f"results-{mode}.md") if ctx.quick else docs)
+        if sout == docs or os.path.exists(sout) and SCALE_BEGIN in open(sout).read():
+            write_docs(sout, stext, SCALE_BEGIN, SCALE_END)
+        else:
+            with open(sout, "w") as f:
+                f.write(stext + "\n")
+        written.append(sout)
+        print(stext)
+    if not args.scale:
+        text = report(ctx, R, elapsed)
+        out = args.output or (docs if args.full else os.path.join(WORK, f"results-{mode}.md"))
+        if out == docs or os.path.exists(out) and BEGIN in open(out).read():
+            write_docs(out, text)
+        else:
+            mode_ = "a" if out in written else "w"
+            with open(out, mode_) as f:
+                f.write(text + "\n")
+        written.append(out)
+        print(text)
+    log(f"\nwritten to {', '.join(written)} (raw samples: {WORK}/results-{mode}.json); {elapsed:.0f} s")
 
 
 if __name__ == "__main__":

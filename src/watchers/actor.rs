@@ -2,7 +2,7 @@
 //! decides, and feeds back the outcomes of the operations it runs.
 
 use super::commands::Gate;
-use super::slots::{Slot, Slots};
+use super::slots::Slots;
 use super::state::{Action, Event, Lifecycle, Outcome, Publish, Ticket, WatcherState};
 use super::StartInfo;
 use crate::config::{Signum, WatcherSpec};
@@ -146,15 +146,7 @@ impl WatcherActor {
             c.set_mailbox_capacity(MAILBOX);
             actor
         });
-        self.slots.live.insert(
-            wid,
-            Slot {
-                addr: addr.clone(),
-                id,
-                pid: None,
-                ended: false,
-            },
-        );
+        self.slots.insert(wid, addr.clone(), id);
         (wid, addr)
     }
 

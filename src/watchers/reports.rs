@@ -22,8 +22,8 @@ impl Handler<SlotReport> for WatcherActor {
             SlotEvent::Spawned { pid } => {
                 if let Some(s) = self.slots.current(wid, m.slot_id) {
                     s.pid = Some(pid);
-                    s.ended = false;
                 }
+                self.slots.set_ended(wid, m.slot_id, false);
                 self.publish(WatcherEvent::Spawn, json!({"process_pid": pid, "wid": wid}));
             }
             SlotEvent::Ready { pid } => {
@@ -91,10 +91,10 @@ impl Handler<SlotReport> for WatcherActor {
             SlotEvent::Stopped => {
                 if let Some(s) = self.slots.current(wid, m.slot_id) {
                     s.pid = None;
-                    s.ended = true;
                 }
+                self.slots.set_ended(wid, m.slot_id, true);
                 // respawn = false: the watcher stops when its last process is gone.
-                if current && !self.spec.respawn && self.slots.live.values().all(|s| s.ended) {
+                if current && !self.spec.respawn && self.slots.all_ended() {
                     self.feed(Event::AllEnded, ctx);
                 }
             }
