@@ -4,7 +4,6 @@
 //! replacement, a stop as a new stop.
 
 use super::actor::{inherited, WatcherActor};
-use super::slots::Slot;
 use super::state::{RestartHow, WatcherState};
 use super::Command;
 use crate::config::WatcherSpec;
@@ -159,15 +158,11 @@ impl WatcherActor {
                         .then_some(s.pid)
                         .flatten();
                     let ended = matches!(s.mode, SlotMode::Stopped | SlotMode::Failed);
-                    w.slots.live.insert(
-                        s.wid,
-                        Slot {
-                            addr,
-                            id: s.slot_id,
-                            pid,
-                            ended,
-                        },
-                    );
+                    w.slots.insert(s.wid, addr, s.slot_id);
+                    if let Some(slot) = w.slots.current(s.wid, s.slot_id) {
+                        slot.pid = pid;
+                    }
+                    w.slots.set_ended(s.wid, s.slot_id, ended);
                 }
             }
             // Wid numbering goes on above the restored slots; the gaps are free.
