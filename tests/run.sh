@@ -4,16 +4,17 @@
 # worker recipes (uvicorn, gunicorn, a plain Python worker, a Rust listenfd
 # worker), the dashboard in headless Chromium and `ringmaster top` in tmux.
 # Installs what it needs on a fresh machine: Python tools into .venv from
-# PyPI, tmux, chromium and chromium-driver with apt-get.
+# PyPI, tmux, wrk, chromium and chromium-driver with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v sudo >/dev/null 2>&1 && [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 
-# Debian packages the tests drive: tmux (tests/top.rs), python3-venv, and
-# Chromium with its WebDriver (tests/dashboard.rs).
+# Debian packages the tests drive: tmux (tests/top.rs), wrk (tests/upgrade.rs),
+# python3-venv, and Chromium with its WebDriver (tests/dashboard.rs).
 missing=()
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)

@@ -228,6 +228,69 @@ fn upgrade_under_http_load_fails_no_request() {
     eprintln!("two upgrades under load: {answers} requests, 0 failed");
 }
 
+/// The same measured by wrk (Debian's `wrk`, installed by tests/run.sh):
+/// two upgrades while wrk keeps 8 connections busy on the daemon-held
+/// socket; wrk must report neither a socket error nor a non-2xx answer.
+#[test]
+fn upgrade_under_wrk_fails_no_request() {
+    let run = Duration::from_secs(10);
+    let mut d = Daemon::start(&web_config(""));
+    let addr = d.wait_listening("web");
+    d.wait_spawned("web", 3, secs(10));
+    let (web, daemon) = (pids(&d, "web"), d.pid());
+    http_get(&addr).expect("a worker answers before the load starts");
+    let new = copy_binary(&d, "ringmaster-new");
+    let started = Instant::now();
+    let wrk = std::process::Command::new("wrk")
+        .args(["-t2", "-c8", "--timeout", "5s", &format!("-d{}s", run.as_secs())])
+        .arg(format!("http://{addr}/"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wrk (Debian package wrk) is required: `bash tests/run.sh` installs it");
+    let wrk_pid = wrk.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(wrk.wait_with_output());
+    });
+    for binary in [new.as_path(), Path::new(BIN)] {
+        let r = upgrade(&mut d, binary);
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    let upgraded_at = started.elapsed();
+    let out = match rx.recv_timeout(run + secs(30)) {
+        Ok(out) => out.expect("wait for wrk"),
+        Err(_) => {
+            // SAFETY: plain syscall on the wrk we started.
+            unsafe { libc::kill(wrk_pid, libc::SIGKILL) };
+            panic!("wrk did not end within its run + 30 s");
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        upgraded_at + secs(1) < run,
+        "both upgrades must end while wrk still runs (they took {upgraded_at:?} of its {run:?})"
+    );
+    let requests: u64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.to_string()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's report:\n{text}"));
+    assert!(requests >= 100, "wrk made only {requests} requests:\n{text}");
+    assert!(
+        !text.contains("Socket errors") && !text.contains("Non-2xx"),
+        "wrk saw failed requests across the upgrades:\n{text}"
+    );
+    assert_eq!(d.pid(), daemon);
+    assert_eq!(pids(&d, "web"), web);
+    eprintln!("two upgrades under wrk: {requests} requests, 0 errors, 0 non-2xx");
+}
+
 #[test]
 fn a_binary_that_fails_its_preflight_changes_nothing() {
     let mut d = Daemon::start(&web_config(""));
