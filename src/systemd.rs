@@ -149,6 +149,11 @@ impl Notifier {
         ));
     }
 
+    /// A fresh one-line summary (`STATUS=`), as the watchers change.
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={}", one_line(status)));
+    }
+
     pub fn reloading(&self) {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
     }

@@ -102,6 +102,19 @@ fn notifies_ready_status_reloading_and_stopping() {
 }
 
 #[test]
+fn status_follows_the_watchers_after_ready() {
+    let mut m = FakeManager::new();
+    let d = Daemon::start_with(&config(2), "toml", &[("NOTIFY_SOCKET", &m.path)]);
+    m.expect(&["READY=1"], secs(15));
+    let r = call(&d, "incr", json!({"name": "sleeper", "nb": 1, "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    m.expect(&["STATUS=1 of 1 watchers active, 3 processes"], secs(10));
+    let r = call(&d, "stop", json!({"name": "sleeper", "waiting": true}));
+    assert_eq!(r["status"], "ok", "{r}");
+    m.expect(&["STATUS=0 of 1 watchers active, 0 processes"], secs(10));
+}
+
+#[test]
 fn sighup_reload_is_framed_by_reloading_and_ready() {
     let mut m = FakeManager::new();
     let mut d = Daemon::start_with(&config(1), "toml", &[("NOTIFY_SOCKET", &m.path)]);

@@ -48,6 +48,8 @@ pub struct Supervisor {
     pub(super) notifier: Option<Notifier>,
     /// `WATCHDOG=1` period, when the manager asked for keep-alives.
     watchdog: Option<Duration>,
+    /// A `STATUS=` refresh is scheduled (see [`RefreshStatus`]).
+    status_pending: bool,
     /// The daemon's exit code: 0 unless a critical watcher ended it.
     exit_code: i32,
 }
@@ -74,6 +76,7 @@ impl Supervisor {
             touched: Default::default(),
             notifier: None,
             watchdog: None,
+            status_pending: false,
             exit_code: 0,
         };
         for b in bound {
@@ -212,10 +215,49 @@ impl Actor for Supervisor {
                 .into_actor(act)
             }));
         }
+        if self.notifier.is_some() {
+            // The manager's STATUS= line follows the watchers: every watcher
+            // event asks for a refresh (see RefreshStatus).
+            let me = ctx.address();
+            self.events.add_tap(std::sync::Arc::new(move |topic: String, _| {
+                if topic.starts_with("watcher.") {
+                    me.do_send(RefreshStatus);
+                }
+            }));
+        }
         if let (Some(n), Some(period)) = (self.notifier.clone(), self.watchdog) {
             // From the root actor's own loop: a stuck supervisor stops the keep-alives.
             ctx.run_interval(period, move |_, _| n.watchdog());
         }
+    }
+}
+
+/// How long a `STATUS=` refresh waits, so that a burst of events (a
+/// restart of 100 processes) sends one line, not 200.
+const STATUS_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// A watcher event happened: the service manager's `STATUS=` line is sent
+/// again with the current summary, at most once per [`STATUS_DEBOUNCE`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RefreshStatus;
+
+impl Handler<RefreshStatus> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: RefreshStatus, ctx: &mut Self::Context) {
+        if self.status_pending || self.stopping || self.notifier.is_none() {
+            return;
+        }
+        self.status_pending = true;
+        ctx.run_later(STATUS_DEBOUNCE, |act, ctx| {
+            act.status_pending = false;
+            let (Some(n), false) = (act.notifier.clone(), act.stopping) else {
+                return;
+            };
+            let registry = act.registry.clone();
+            ctx.spawn(async move { n.status(&summary(&registry).await) }.into_actor(act));
+        });
     }
 }
 
@@ -353,7 +395,8 @@ pub(super) async fn summary(registry: &Registry) -> String {
         if s.state == WatcherState::Active {
             active += 1;
         }
-        procs += s.processes.len();
+        // Running processes: a stopped watcher keeps its slots, without pids.
+        procs += s.processes.iter().filter(|p| p.pid.is_some()).count();
     }
     format!("{active} of {total} watchers active, {procs} processes")
 }
