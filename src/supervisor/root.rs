@@ -113,18 +113,23 @@ impl Supervisor {
         (self.registry.clone(), self.sockets.clone())
     }
 
+    /// Opens a watcher's log streams, with its history; an unwritable file
+    /// is an error.
+    pub(super) fn open_logs(&self, spec: &WatcherSpec) -> anyhow::Result<crate::streams::WatcherLogs> {
+        let history = spec
+            .history_lines
+            .unwrap_or_else(|| self.hub.default_history_lines());
+        self.hub
+            .add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)
+    }
+
     /// Opens the watcher's log streams (an unwritable file is an error),
     /// starts its actor and registers it.
     pub(super) fn add_watcher(&self, spec: WatcherSpec) -> anyhow::Result<WatcherEntry> {
         if self.registry.contains(&spec.name) {
             anyhow::bail!("a watcher called {:?} already exists", spec.name);
         }
-        let history = spec
-            .history_lines
-            .unwrap_or_else(|| self.hub.default_history_lines());
-        let logs = self
-            .hub
-            .add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)?;
+        let logs = self.open_logs(&spec)?;
         let infos: Vec<SocketInfo> = self.sockets.infos();
         let e = WatcherEntry {
             name: spec.name.to_lowercase(),

@@ -317,12 +317,7 @@ impl Supervisor {
         snap: &crate::upgrade::snapshot::WatcherSnap,
         fds: impl FnMut(&crate::upgrade::snapshot::SlotSnap) -> crate::watchers::SlotFds,
     ) -> anyhow::Result<()> {
-        let history = spec
-            .history_lines
-            .unwrap_or_else(|| self.hub.default_history_lines());
-        let logs = self
-            .hub
-            .add_watcher(&spec.name, &spec.stdout_stream, &spec.stderr_stream, history)?;
+        let logs = self.open_logs(&spec)?;
         let infos = self.sockets.infos();
         let e = WatcherEntry {
             name: spec.name.to_lowercase(),
