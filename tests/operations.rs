@@ -184,7 +184,9 @@ cmd = "python3 {w} --fd $(circus.sockets.web) --notify"
 numprocesses = 2
 [watchers.web.ready]
 type = "notify"
-start_timeout = "700ms"
+# Long enough for a Python worker to start on a loaded machine (700 ms was
+# missed there by the good processes too); the bad release never says READY.
+start_timeout = "3s"
 [watchers.web.restart]
 max_retry = 1
 "#,
