@@ -7,14 +7,6 @@ use common::*;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 
-fn status_line(pid: i32, key: &str) -> String {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {key} in {s}"))
-}
-
 #[test]
 fn numeric_uid_without_passwd_entry_needs_a_gid() {
     assert_eq!(
@@ -58,10 +50,10 @@ gid = 54321
     eventually("exec done", secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
     });
-    assert_eq!(status_line(pid, "Uid:").split_whitespace().next(), Some("54321"));
-    assert_eq!(status_line(pid, "Gid:").split_whitespace().next(), Some("54321"));
+    assert_eq!(proc_status(pid, "Uid:").split_whitespace().next(), Some("54321"));
+    assert_eq!(proc_status(pid, "Gid:").split_whitespace().next(), Some("54321"));
     assert_eq!(
-        status_line(pid, "Groups:"),
+        proc_status(pid, "Groups:"),
         "54321",
         "only the given gid, not the daemon's groups"
     );

@@ -27,14 +27,6 @@ fn link(pid: i32, fd: i32) -> String {
         .into_owned()
 }
 
-fn status_field(pid: i32, key: &str) -> String {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {key} in {s}"))
-}
-
 /// The daemon holds socket "one" at fd 3 and "two" at fd 4 (passed by a
 /// service manager); a watcher asking for ["two", "one"] must get two at 3
 /// and one at 4: each source sits on the other's target.
@@ -174,7 +166,7 @@ fn a_named_user_gets_its_uid_primary_gid_and_supplementary_groups() {
     let pid = d.wait_spawned("u", 1, secs(10))[0];
     wait_exec(pid, "sleep");
     let ids = |key: &str| -> Vec<u32> {
-        status_field(pid, key)
+        proc_status(pid, key)
             .split_whitespace()
             .map(|v| v.parse().unwrap())
             .collect()

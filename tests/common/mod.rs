@@ -358,6 +358,15 @@ pub fn worker_script() -> String {
     repo_root().join("config/hello_worker.py").display().to_string()
 }
 
+/// The value of `key` (e.g. "Uid:") in /proc/PID/status, trimmed.
+pub fn proc_status(pid: i32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {key} in {s}"))
+}
+
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
