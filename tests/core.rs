@@ -116,11 +116,7 @@ sockets = ["b"]
 "#,
     );
     let pid = d.wait_spawned("s", 1, secs(10))[0];
-    eventually("exec done", secs(5), || {
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| c.trim() == "sleep")
-            .unwrap_or(false)
-    });
+    wait_asleep(pid);
     assert_eq!(
         fds(pid),
         vec![0, 1, 2, 3],

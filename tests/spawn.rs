@@ -11,13 +11,11 @@ use std::os::unix::process::CommandExt;
 /// Sets LISTEN_PID to the pid the daemon will have: the shell's, kept by exec.
 const LISTEN_PID_LAUNCHER: [&str; 4] = ["sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh"];
 
-/// Until `pid` runs `comm` with its environment in place (/proc shows the
-/// new comm a moment before the new environ).
-fn wait_exec(pid: i32, comm: &str) {
-    eventually("exec done", secs(5), || {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
-            && !environ(pid).is_empty()
-    });
+/// The `sleep` child has exec'd (its environment is readable) and reached
+/// its nanosleep (see `wait_asleep`).
+fn wait_exec(pid: i32) {
+    wait_asleep(pid);
+    assert!(!environ(pid).is_empty(), "pid {pid} has no environment");
 }
 
 fn link(pid: i32, fd: i32) -> String {
@@ -67,7 +65,7 @@ sockets = ["two", "one"]
         },
     );
     let pid = d.wait_spawned("s", 1, secs(10))[0];
-    wait_exec(pid, "sleep");
+    wait_exec(pid);
     assert_eq!(link(d.pid(), 3), one_link, "the daemon holds one at 3");
     assert_eq!(link(d.pid(), 4), two_link, "the daemon holds two at 4");
     assert_eq!(
@@ -110,8 +108,8 @@ close_child_stderr = true
     );
     let open = d.wait_spawned("open", 1, secs(10))[0];
     let closed = d.wait_spawned("closed", 1, secs(10))[0];
-    wait_exec(open, "sleep");
-    wait_exec(closed, "sleep");
+    wait_exec(open);
+    wait_exec(closed);
     assert_eq!(fds(open), vec![0, 1, 2]);
     assert_eq!(fds(closed), vec![0, 1, 2]);
     assert_eq!(link(open, 0), input.to_string_lossy(), "the daemon's stdin");
@@ -164,7 +162,7 @@ fn a_named_user_gets_its_uid_primary_gid_and_supplementary_groups() {
         .uid;
     let mut d = Daemon::start(&format!("[watchers.u]\ncmd = \"sleep 1000\"\nuid = \"{user}\"\n"));
     let pid = d.wait_spawned("u", 1, secs(10))[0];
-    wait_exec(pid, "sleep");
+    wait_exec(pid);
     let ids = |key: &str| -> Vec<u32> {
         proc_status(pid, key)
             .split_whitespace()
@@ -235,7 +233,7 @@ cmd = "sleep 1000"
         assert_eq!(v["message"], format!("spawn failed: {reason}"), "{w}");
     }
     let pid = d.wait_spawned("fine", 1, secs(10))[0];
-    wait_exec(pid, "sleep");
+    wait_exec(pid);
     assert_eq!(d.stop(secs(15)), 0);
 }
 
@@ -261,7 +259,7 @@ fn a_child_runs_in_its_slots_cgroup() {
     assert_eq!(v["kill_mode"], "cgroup", "{v}");
     let root = std::path::PathBuf::from(v["cgroup"].as_str().expect("the cgroup root in the log"));
     let pid = d.wait_spawned("c", 1, secs(10))[0];
-    wait_exec(pid, "sleep");
+    wait_exec(pid);
     let dir =
         cgroup_of(&root, pid).unwrap_or_else(|| panic!("{pid} is in no cgroup under {}", root.display()));
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();

@@ -358,6 +358,16 @@ pub fn worker_script() -> String {
     repo_root().join("config/hello_worker.py").display().to_string()
 }
 
+/// Waits (bounded) until `pid` runs `sleep` and has reached its nanosleep:
+/// past exec and past libc's start-up, which may hold a file open for a
+/// moment (the locale archive), so its fd table is the one it was given.
+pub fn wait_asleep(pid: i32) {
+    eventually("the child is asleep in `sleep`", secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+            && std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("nanosleep"))
+    });
+}
+
 /// The value of `key` (e.g. "Uid:") in /proc/PID/status, trimmed.
 pub fn proc_status(pid: i32, key: &str) -> String {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
