@@ -4,63 +4,16 @@
 //! the exec'd daemon's pid.
 
 mod common;
+use common::notify::{field, FakeManager};
 use common::*;
 use serde_json::json;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Sets LISTEN_PID to the pid the daemon will have: the shell's, kept by exec.
 const LISTEN_PID_LAUNCHER: [&str; 4] = ["sh", "-c", "LISTEN_PID=$$ exec \"$@\"", "sh"];
-
-/// The service manager's end of NOTIFY_SOCKET.
-struct FakeManager {
-    sock: UnixDatagram,
-    path: String,
-    _dir: tempfile::TempDir,
-    /// Every message received so far, in order.
-    seen: Vec<String>,
-}
-
-impl FakeManager {
-    fn new() -> FakeManager {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        FakeManager {
-            sock,
-            path: path.display().to_string(),
-            _dir: dir,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for a message with all of `lines`; returns it.
-    fn expect(&mut self, lines: &[&str], timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no notify message with {lines:?} within {timeout:?}; got {:?}",
-                self.seen
-            );
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let Ok(n) = self.sock.recv(&mut buf) else { continue };
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            self.seen.push(msg.clone());
-            if lines.iter().all(|l| msg.lines().any(|m| m == *l)) {
-                return msg;
-            }
-        }
-    }
-}
-
-fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
-    msg.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-}
 
 fn config(n: u32) -> String {
     format!("[watchers.sleeper]\ncmd = \"sleep 1000\"\nnumprocesses = {n}\n")

@@ -525,63 +525,24 @@ fn sigusr2_upgrades_to_the_binary_at_the_running_path() {
     assert_eq!(pids(&d, "web"), web);
 }
 
-/// The service manager's end of NOTIFY_SOCKET: every message, in order.
-struct FakeManager {
-    sock: std::os::unix::net::UnixDatagram,
-    path: String,
-    _dir: tempfile::TempDir,
-}
-
-impl FakeManager {
-    fn new() -> FakeManager {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        FakeManager {
-            sock,
-            path: path.display().to_string(),
-            _dir: dir,
-        }
-    }
-
-    /// Waits (bounded) for a message with the line `line`; returns it.
-    fn expect(&self, line: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no notify message with {line:?} within {timeout:?}"
-            );
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let Ok(n) = self.sock.recv(&mut buf) else { continue };
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.lines().any(|m| m == line) {
-                return msg;
-            }
-        }
-    }
-}
-
 #[test]
 fn systemd_sees_reloading_then_ready_with_the_same_mainpid() {
-    let m = FakeManager::new();
+    let mut m = common::notify::FakeManager::new();
     let mut d = Daemon::start_with(
         "[watchers.sleeper]\ncmd = \"sleep 1000\"\n",
         "toml",
         &[("NOTIFY_SOCKET", &m.path), ("WATCHDOG_USEC", "400000")],
     );
-    let ready = m.expect("READY=1", secs(10));
+    let ready = m.expect(&["READY=1"], secs(10));
     assert!(ready.contains(&format!("MAINPID={}", d.pid())), "{ready}");
     let new = copy_binary(&d, "ringmaster-new");
     let r = upgrade(&mut d, &new);
     assert_eq!(r["status"], "ok", "{r}");
-    m.expect("RELOADING=1", secs(10));
-    let ready = m.expect("READY=1", secs(10));
+    m.expect(&["RELOADING=1"], secs(10));
+    let ready = m.expect(&["READY=1"], secs(10));
     assert!(ready.contains(&format!("MAINPID={}", d.pid())), "{ready}");
     // The new image keeps the watchdog going, and hides the variables from children.
-    m.expect("WATCHDOG=1", secs(5));
+    m.expect(&["WATCHDOG=1"], secs(5));
     let before = pids(&d, "sleeper");
     let r = call(&d, "incr", json!({"name": "sleeper", "waiting": true}));
     assert_eq!(r["status"], "ok", "{r}");

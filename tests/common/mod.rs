@@ -4,6 +4,7 @@
 //! group it reported spawning, so tests never leave processes behind.
 #![allow(dead_code)]
 
+pub mod notify;
 pub mod web;
 
 use serde_json::Value;
