@@ -102,13 +102,16 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     }
     let handoff = systemd::take_handoff();
     crate::http::take_env_token();
-    // A mask inherited from our parent (some CI runners and signalfd-based
-    // supervisors block TERM/CHLD) would make SIGTERM do nothing and stop the
-    // reaper; clear it before any thread exists, so every thread inherits it.
-    // After an upgrade the previous image blocked the signals we handle:
-    // they stay pending until our handlers exist (cleared after start-up).
-    if restoring.is_none() {
-        clear_signal_mask();
+    // Before any thread exists, so that every thread inherits it: the
+    // signals we handle are blocked everywhere but on the signal thread
+    // (started once the handlers exist; see `upgrade::signals`), and a mask
+    // inherited from our parent (some CI runners and signalfd-based
+    // supervisors block TERM/CHLD) is cleared. After an upgrade, signals the
+    // previous image left pending wait for that thread.
+    upgrade::signals::block_everywhere();
+    if let Err(e) = upgrade::signals::count_deliveries() {
+        tracing::error!("cannot handle signals: {e}");
+        return 1;
     }
     // fds our parent left open without close-on-exec would reach every hook,
     // probe and child; the daemon uses no inherited fd but 0, 1 and 2.
@@ -141,13 +144,16 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     let started = match (started, restoring) {
         (Ok(()), Some(r)) => {
             r.finish();
-            // The handlers exist: signals held across the exec are delivered now.
-            clear_signal_mask();
             Ok(())
         }
         (Err(e), Some(r)) => r.fail(&format!("{e:#}")),
         (s, None) => s,
     };
+    // The handlers exist: signals are taken from now on (those held across
+    // an exec at once).
+    let started = started.and_then(|()| {
+        upgrade::signals::start_thread().context("cannot start the signal thread")
+    });
     let code = match started {
         Ok(()) => sys.run_with_code().unwrap_or_else(|e| {
             tracing::error!("event loop failed: {e}");
@@ -161,12 +167,6 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     leave_nothing_behind();
     containment::teardown();
     code
-}
-
-fn clear_signal_mask() {
-    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
-        tracing::warn!("cannot clear the inherited signal mask: {e}");
-    }
 }
 
 /// Marks every fd ≥ 3 close-on-exec (close_range, or one by one on old kernels).
@@ -272,18 +272,12 @@ async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restor
     let p = publisher.clone();
     let follows = Arc::new(crate::control::follows::LogFollows::new(cfg.global.publish_logs));
     let wanted = follows.clone();
-    let seqs = std::sync::Mutex::new(std::collections::HashMap::<(String, &'static str), u64>::new());
     hub.set_publish_hook(Box::new(move |r| {
         if !wanted.wanted(&r.watcher) {
             return;
         }
         // `seq` lets a follower see how many lines it missed (PUB drops for slow readers).
-        let key = (r.watcher.to_string(), r.stream.as_str());
-        let seq = seqs.lock().map_or(0, |mut m| {
-            let e = m.entry(key).or_insert(0);
-            *e += 1;
-            *e
-        });
+        let seq = crate::streams::seq::next(&r.watcher, r.stream);
         let t = r
             .time
             .duration_since(std::time::UNIX_EPOCH)
@@ -410,21 +404,33 @@ fn install_signals(root: Addr<Supervisor>, ctx: Ctx) -> Result<()> {
     actix::spawn(async move {
         let mut stopping = false;
         loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-                _ = quit.recv() => "SIGQUIT",
+            let (name, sig) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = int.recv() => ("SIGINT", libc::SIGINT),
+                _ = quit.recv() => ("SIGQUIT", libc::SIGQUIT),
+            };
+            let seen = upgrade::signals::seen(sig);
+            // Acted on once the root has handled the stop (an upgrade's exec
+            // before that passes the signal on to the new binary).
+            let shutdown = |immediate| {
+                let sent = r.send(Shutdown { immediate });
+                actix::spawn(async move {
+                    if sent.await.is_ok() {
+                        upgrade::signals::acted(sig, seen);
+                    }
+                });
             };
             if !stopping {
                 stopping = true;
                 tracing::info!("{name} received: stopping gracefully (a second SIGINT kills at once)");
-                r.do_send(Shutdown { immediate: false });
+                shutdown(false);
             } else if name == "SIGINT" {
                 // Ctrl-C twice: the operator does not want to wait.
                 tracing::warn!("SIGINT received again: killing everything now");
-                r.do_send(Shutdown { immediate: true });
+                shutdown(true);
             } else {
                 tracing::info!("{name} received again: already stopping");
+                upgrade::signals::acted(sig, seen);
             }
         }
     });
@@ -432,6 +438,8 @@ fn install_signals(root: Addr<Supervisor>, ctx: Ctx) -> Result<()> {
     let up_root = root.clone();
     actix::spawn(async move {
         while usr2.recv().await.is_some() {
+            // Acted on at once: a SIGUSR2 during its own upgrade is not passed on.
+            upgrade::signals::acted(libc::SIGUSR2, upgrade::signals::seen(libc::SIGUSR2));
             tracing::info!("SIGUSR2 received: upgrading in place");
             match up_root.send(Upgrade { binary: None }).await {
                 Ok(Ok(u)) => {
@@ -445,15 +453,21 @@ fn install_signals(root: Addr<Supervisor>, ctx: Ctx) -> Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     actix::spawn(async move {
         while usr1.recv().await.is_some() {
+            let seen = upgrade::signals::seen(libc::SIGUSR1);
             tracing::info!("SIGUSR1 received: reopening log files");
             crate::control::commands::reopen_logs(&ctx);
+            upgrade::signals::acted(libc::SIGUSR1, seen);
         }
     });
 
     actix::spawn(async move {
         while hup.recv().await.is_some() {
+            let seen = upgrade::signals::seen(libc::SIGHUP);
             tracing::info!("SIGHUP received: reloading the configuration file");
-            match hup_root.send(ReloadConfig { dry_run: false }).await {
+            let sent = hup_root.send(ReloadConfig { dry_run: false }).await;
+            // The root took the reload (an upgrade's exec before that passes the signal on).
+            upgrade::signals::acted(libc::SIGHUP, seen);
+            match sent {
                 Ok(Ok((plan, done))) => {
                     let errors = done.wait().await.unwrap_or_default();
                     if errors.is_empty() {

@@ -53,9 +53,12 @@ pub struct ProcessActor {
     pub(super) log_ready: Option<oneshot::Receiver<()>>,
     /// Every process the slot started, for stops and kills.
     pub(super) containment: SlotContainment,
-    /// Duplicates of the current process's stdout/stderr read ends, passed
-    /// on at an upgrade (`crate::upgrade`).
-    pub(super) pipes: [Option<std::os::fd::OwnedFd>; 2],
+    /// The current process's stdout/stderr captures, whose pipes an
+    /// upgrade hands over (`crate::upgrade`).
+    pub(super) captures: [Option<u64>; 2],
+    /// When the armed `age_timer` / `watchdog_timer` fire (carried by an upgrade).
+    pub(super) age_at: Option<Instant>,
+    pub(super) watchdog_at: Option<Instant>,
 }
 
 impl ProcessActor {
@@ -99,7 +102,9 @@ impl ProcessActor {
             pending_ready: None,
             early_exits: Vec::new(),
             log_ready: None,
-            pipes: [None, None],
+            captures: [None, None],
+            age_at: None,
+            watchdog_at: None,
         }
     }
 
@@ -309,6 +314,18 @@ impl ProcessActor {
         None
     }
 
+    /// `max_age`: the watcher replaces `pid` after `age`.
+    pub(super) fn arm_age(&mut self, pid: i32, age: Duration, ctx: &mut Context<Self>) {
+        self.age_at = Some(Instant::now() + age);
+        self.age_timer = Some(ctx.run_later(age, move |act, _| {
+            act.age_timer = None;
+            if act.life.state.pid() == Some(pid) {
+                tracing::info!(watcher = %act.spec.name, wid = act.wid, pid, "max_age reached; replacing process");
+                act.report(SlotEvent::Aged { pid });
+            }
+        }));
+    }
+
     /// Forks and execs on a spawner thread; the outcome comes back as
     /// `Spawned` / `SpawnFailed` while the actor keeps handling messages
     /// (the state machine is in `Spawning` meanwhile).
@@ -386,23 +403,18 @@ impl ProcessActor {
                 self.containment.spawned(pid);
                 // The log thread reads each pipe to EOF, so a dying process loses no line.
                 let ready_match = self.log_ready_match();
-                self.keep_pipes(sp.stdout.as_ref(), sp.stderr.as_ref());
-                if let Some(fd) = sp.stdout {
+                let out = sp.stdout.map(|fd| {
                     let m = ready_match.clone();
-                    drop(
-                        self.logs
-                            .capture_matching(fd, pid as u32, self.wid, StreamKind::Stdout, m),
-                    );
-                }
-                if let Some(fd) = sp.stderr {
-                    drop(self.logs.capture_matching(
-                        fd,
-                        pid as u32,
-                        self.wid,
-                        StreamKind::Stderr,
-                        ready_match,
-                    ));
-                }
+                    self.logs
+                        .capture_matching(fd, pid as u32, self.wid, StreamKind::Stdout, m)
+                        .id()
+                });
+                let err = sp.stderr.map(|fd| {
+                    self.logs
+                        .capture_matching(fd, pid as u32, self.wid, StreamKind::Stderr, ready_match)
+                        .id()
+                });
+                self.captures = [out, err];
                 if let Some(r) = notify {
                     r.register(pid, ctx.address().recipient());
                 }
@@ -418,14 +430,7 @@ impl ProcessActor {
                 self.report(SlotEvent::Spawned { pid });
                 if !self.spec.max_age.is_zero() {
                     let var = self.spec.max_age_variance.as_secs_f64() * fastrand::f64();
-                    let age = self.spec.max_age + Duration::from_secs_f64(var);
-                    self.age_timer = Some(ctx.run_later(age, move |act, _| {
-                        act.age_timer = None;
-                        if act.life.state.pid() == Some(pid) {
-                            tracing::info!(watcher = %act.spec.name, wid = act.wid, pid, "max_age reached; replacing process");
-                            act.report(SlotEvent::Aged { pid });
-                        }
-                    }));
+                    self.arm_age(pid, self.spec.max_age + Duration::from_secs_f64(var), ctx);
                 }
                 if crate::hooks::configured(&self.spec, crate::hooks::Hook::AfterSpawn) {
                     // Whoever waits for this spawn (a watcher's start, then

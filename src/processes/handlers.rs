@@ -131,8 +131,8 @@ impl Handler<Exited> for ProcessActor {
         if self.life.state.pid() != Some(m.pid) {
             return; // a process whose exec failed, already accounted for
         }
-        // Its pipes are read to EOF by the log thread; the upgrade's duplicates go.
-        self.pipes = Default::default();
+        // Its pipes are read to EOF by the log thread: nothing to hand over.
+        self.captures = [None, None];
         if let Some(r) = NotifyRouter::get() {
             r.unregister(m.pid);
         }

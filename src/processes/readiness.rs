@@ -65,15 +65,21 @@ impl ProcessActor {
     }
 
     fn arm_watchdog(&mut self, pid: i32, ctx: &mut Context<Self>) {
+        if let Some(t) = self.spec.ready.watchdog_timeout {
+            self.arm_watchdog_in(pid, t, ctx);
+        }
+    }
+
+    /// The watchdog of `pid` expires after `t` unless pinged.
+    pub(super) fn arm_watchdog_in(&mut self, pid: i32, t: std::time::Duration, ctx: &mut Context<Self>) {
         if let Some(h) = self.watchdog_timer.take() {
             ctx.cancel_future(h);
         }
-        if let Some(t) = self.spec.ready.watchdog_timeout {
-            self.watchdog_timer = Some(ctx.run_later(t, move |act, ctx| {
-                act.watchdog_timer = None;
-                act.ready_step(Ready::WatchdogExpired { pid }, ctx);
-            }));
-        }
+        self.watchdog_at = Some(Instant::now() + t);
+        self.watchdog_timer = Some(ctx.run_later(t, move |act, ctx| {
+            act.watchdog_timer = None;
+            act.ready_step(Ready::WatchdogExpired { pid }, ctx);
+        }));
     }
 
     /// For `ready.type = "log"`: the matcher handed to this spawn's captures

@@ -14,10 +14,10 @@ use crate::readiness::notify::NotifyRouter;
 use crate::readiness::state::{Event as Ready, Phase};
 use crate::reaper::Reaper;
 use crate::streams::{StreamKind, WatcherLogs};
-use crate::upgrade::snapshot::{pid_start, SlotMode, SlotSnap};
+use crate::upgrade::snapshot::{pid_start, time_left, SlotCarry, SlotMode, SlotSnap};
 use actix::prelude::*;
 use futures::future::Shared;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -67,11 +67,6 @@ impl Handler<FreezeSlot> for ProcessActor {
 }
 
 impl ProcessActor {
-    pub(super) fn keep_pipes(&mut self, out: Option<&OwnedFd>, err: Option<&OwnedFd>) {
-        let dup = |fd: Option<&OwnedFd>| fd.and_then(|f| f.try_clone().ok());
-        self.pipes = [dup(out), dup(err)];
-    }
-
     fn snapshot(&self) -> SlotSnap {
         let (mode, pid) = match self.life.state {
             State::Running { pid } => (SlotMode::Running, Some(pid)),
@@ -84,9 +79,8 @@ impl ProcessActor {
             State::Stopped | State::Spawning => (SlotMode::Stopped, None),
         };
         let live = matches!(mode, SlotMode::Running | SlotMode::Stopping);
-        let fd = |i: usize| {
-            live.then(|| self.pipes[i].as_ref().map(|f| f.as_raw_fd()))
-                .flatten()
+        let armed = |timer: &Option<SpawnHandle>, at: Option<Instant>| {
+            timer.as_ref().and(at).map(crate::upgrade::snapshot::deadline_ns)
         };
         SlotSnap {
             wid: self.wid,
@@ -103,9 +97,16 @@ impl ProcessActor {
                 .map(|d| d.as_secs_f64()),
             uptime_ms: self.started_at.map_or(0, |t| t.elapsed().as_millis() as u64),
             argv: self.argv.clone(),
-            stdout_fd: fd(0),
-            stderr_fd: fd(1),
+            // Filled in once the captures parked their pipes (see `captures`).
+            stdout_fd: None,
+            stderr_fd: None,
             status_text: self.status_text.clone(),
+            captures: if live { self.captures } else { [None, None] },
+            carry: SlotCarry {
+                tails: Default::default(),
+                max_age_at: armed(&self.age_timer, self.age_at),
+                watchdog_at: armed(&self.watchdog_timer, self.watchdog_at),
+            },
         }
     }
 
@@ -188,14 +189,22 @@ impl ProcessActor {
         self.started_at = Instant::now().checked_sub(Duration::from_millis(snap.uptime_ms));
         let ready_match = if snap.ready { None } else { self.log_ready_match() };
         let [out, err] = pipes;
-        self.keep_pipes(out.as_ref(), err.as_ref());
-        for (fd, kind) in [(out, StreamKind::Stdout), (err, StreamKind::Stderr)] {
-            if let Some(fd) = fd {
-                drop(
-                    self.logs
-                        .capture_matching(fd, pid as u32, self.wid, kind, ready_match.clone()),
-                );
-            }
+        let kinds = [StreamKind::Stdout, StreamKind::Stderr];
+        for (i, fd) in [out, err].into_iter().enumerate() {
+            self.captures[i] = fd.map(|fd| {
+                let tail = &snap.carry.tails[i];
+                self.logs
+                    .capture_carried(fd, pid as u32, self.wid, kinds[i], ready_match.clone(), tail)
+                    .id()
+            });
+        }
+        // The timers go on to the deadlines the previous image set.
+        if let Some(at) = snap.carry.max_age_at {
+            self.arm_age(pid, time_left(at), ctx);
+        } else if !self.spec.max_age.is_zero() {
+            // A snapshot without deadlines: counted from the process's start.
+            let age = self.spec.max_age.saturating_sub(Duration::from_millis(snap.uptime_ms));
+            self.arm_age(pid, age, ctx);
         }
         if self.spec.ready.kind == ReadyKind::Notify {
             // Readiness and watchdog pings keep coming to the same address.
@@ -208,6 +217,12 @@ impl ProcessActor {
         }
         if snap.ready {
             self.readiness.phase = Phase::Ready { pid };
+            let watchdog = self.spec.ready.watchdog_timeout;
+            match (snap.carry.watchdog_at, watchdog) {
+                (Some(at), Some(_)) => self.arm_watchdog_in(pid, time_left(at), ctx),
+                (None, Some(t)) => self.arm_watchdog_in(pid, t, ctx),
+                _ => {}
+            }
         } else {
             self.ready_step(Ready::Spawned { pid }, ctx);
         }

@@ -272,7 +272,9 @@ impl Reaper {
         self.reap_all();
         actix::spawn(async move {
             while sigchld.recv().await.is_some() {
+                let seen = crate::upgrade::signals::seen(libc::SIGCHLD);
                 self.reap_all();
+                crate::upgrade::signals::acted(libc::SIGCHLD, seen);
             }
         });
         Ok(())

@@ -123,6 +123,22 @@ impl Splitter {
     /// End of stream: a last line without newline is still a line, and an
     /// over-long line cut short gets its final (possibly empty) piece.
     /// Returns the line, if there is one.
+    /// What was read of a line not ended yet (for an upgrade's handover).
+    pub(crate) fn tail(&self) -> super::handover::PipeTail {
+        super::handover::PipeTail {
+            partial: self.pending.clone(),
+            cont: self.cont,
+        }
+    }
+
+    /// Goes on from a previous image's [`Splitter::tail`].
+    pub(crate) fn resume(t: &super::handover::PipeTail) -> Splitter {
+        Splitter {
+            pending: t.partial.clone(),
+            cont: t.cont,
+        }
+    }
+
     pub(crate) fn finish(&mut self) -> Option<(Bytes, Piece)> {
         if self.pending.is_empty() && !self.cont {
             return None;
@@ -147,6 +163,11 @@ pub(crate) struct Capture {
     pub(crate) force: watch::Receiver<bool>,
     /// Readiness by output (`ready.type = "log"`): fired by the first matching line.
     pub(crate) ready: Option<ReadyMatch>,
+    /// Where splitting starts (an upgrade's unfinished line, or nothing).
+    pub(crate) splitter: Splitter,
+    /// Set during an upgrade: park the pipe (see `handover`).
+    pub(crate) pause: watch::Receiver<bool>,
+    pub(crate) reading: super::handover::Reading,
 }
 
 /// Tells a process's slot that a line of its output matched the readiness
@@ -290,7 +311,7 @@ impl Capture {
     pub(crate) async fn run(mut self, fd: OwnedFd, done: oneshot::Sender<CaptureStats>) {
         let _active = ActiveGuard(self.watcher.clone());
         let mut stats = CaptureStats::default();
-        let mut splitter = Splitter::default();
+        let mut splitter = std::mem::take(&mut self.splitter);
         match prepare(&fd) {
             Ok(()) => self.read_loop(fd, &mut splitter, &mut stats).await,
             Err(e) => tracing::error!(
@@ -345,6 +366,11 @@ impl Capture {
             if *self.force.borrow() {
                 break;
             }
+            if *self.pause.borrow() {
+                fd = self.reading.park(fd, splitter).await;
+                last_read = None;
+                continue;
+            }
             match self.read_once(&fd, splitter, stats) {
                 Read::Data(n, chunk) => {
                     self.deliver(chunk, stats).await;
@@ -357,9 +383,11 @@ impl Capture {
                         // take them in one read, rather than waking up (and
                         // waking the sink) for each line. A lone line is
                         // never delayed, only the rest of a burst.
+                        let mut pause = self.pause.clone();
                         tokio::select! {
                             biased;
                             _ = &mut forced => break,
+                            _ = pause.wait_for(|p| *p) => {}
                             _ = tokio::time::sleep(COALESCE_DELAY) => {}
                         }
                     } else {
@@ -379,10 +407,12 @@ impl Capture {
                             return;
                         }
                     };
+                    let mut pause = self.pause.clone();
                     let stop = tokio::select! {
                         biased;
                         r = rx.readable() => r.is_err(),
                         _ = &mut forced => true,
+                        _ = pause.wait_for(|p| *p) => false,
                     };
                     fd = match rx.into_nonblocking_fd() {
                         Ok(fd) => fd,

@@ -32,7 +32,9 @@ mod capture;
 mod config;
 mod file;
 mod format;
+mod handover;
 mod history;
+pub(crate) mod seq;
 mod sink;
 
 use std::collections::HashMap;
@@ -55,6 +57,7 @@ use tokio::task::AbortHandle;
 
 pub use capture::{ReadyMatch, MAX_LINE};
 pub use config::{LogFormat, RotateWhen, StreamClass, StreamConfig};
+pub(crate) use handover::PipeTail;
 
 use config::{ResolvedStream, Rotation};
 use format::{Formatter, Style};
@@ -148,6 +151,14 @@ pub struct CaptureStats {
 /// fsynced). Dropping it does not affect the capture.
 pub struct CaptureDone {
     rx: oneshot::Receiver<CaptureStats>,
+    id: u64,
+}
+
+impl CaptureDone {
+    /// The capture's id, by which an upgrade finds its parked pipe.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 impl Future for CaptureDone {
@@ -182,6 +193,7 @@ pub(crate) struct HubInner {
     watchers: Mutex<Vec<Weak<WatcherInner>>>,
     next_src: AtomicU64,
     stopped: AtomicBool,
+    handover: handover::Handover,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -256,6 +268,7 @@ impl LogHub {
                 watchers: Mutex::new(Vec::new()),
                 next_src: AtomicU64::new(1),
                 stopped: AtomicBool::new(false),
+                handover: Default::default(),
             }),
         })
     }
@@ -428,18 +441,15 @@ impl LogHub {
         }
     }
 
-    /// Upgrade: stop reading every pipe (what is unread stays in it for the
-    /// next image) and flush every sink, within `bound`.
-    pub(crate) async fn pause_for_exec(&self, bound: Duration) {
+    /// Upgrade, once the captures are parked ([`LogHub::park_captures`]):
+    /// flush every sink, within `bound`.
+    pub(crate) async fn flush_for_exec(&self, bound: Duration) {
         let watchers: Vec<Arc<WatcherInner>> = lock(&self.inner.watchers)
             .iter()
             .filter_map(|w| w.upgrade())
             .collect();
         let mut sinks = vec![self.inner.stdout.clone(), self.inner.stderr.clone()];
         for w in &watchers {
-            for t in lock(&w.tasks).drain(..) {
-                t.abort();
-            }
             if let Some(outs) = &*lock(&w.outs) {
                 sinks.extend(outs.iter().filter_map(|o| o.sink.clone()));
             }
@@ -616,8 +626,21 @@ impl WatcherLogs {
         stream: StreamKind,
         ready: Option<ReadyMatch>,
     ) -> CaptureDone {
+        self.start_capture(fd, pid, wid, stream, ready, capture::Splitter::default())
+    }
+
+    fn start_capture(
+        &self,
+        fd: OwnedFd,
+        pid: u32,
+        wid: u32,
+        stream: StreamKind,
+        ready: Option<ReadyMatch>,
+        splitter: capture::Splitter,
+    ) -> CaptureDone {
         let (done_tx, rx) = oneshot::channel();
         let w = &self.inner;
+        let src = w.hub.next_src.fetch_add(1, Ordering::Relaxed);
         let stopped = w.hub.stopped.load(Ordering::SeqCst);
         let out = match &*lock(&w.outs) {
             Some(outs) if !stopped && !w.closed.load(Ordering::SeqCst) => {
@@ -647,7 +670,7 @@ impl WatcherLogs {
         let Some(out) = out else {
             tracing::warn!(watcher = %w.name, pid, "capture after close: output discarded");
             drop(fd);
-            return CaptureDone { rx };
+            return CaptureDone { rx, id: src };
         };
         w.active.send_modify(|n| *n += 1);
         let cap = capture::Capture {
@@ -656,15 +679,18 @@ impl WatcherLogs {
             wid,
             stream,
             out,
-            src: w.hub.next_src.fetch_add(1, Ordering::Relaxed),
+            src,
             force: w.force.subscribe(),
             ready,
+            splitter,
+            pause: w.hub.handover.pause_switch(),
+            reading: handover::Reading::new(w.hub.clone(), src),
         };
         let task = w.hub.rt.spawn(cap.run(fd, done_tx));
         let mut tasks = lock(&w.tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task.abort_handle());
-        CaptureDone { rx }
+        CaptureDone { rx, id: src }
     }
 
     /// The last `n` kept lines (oldest first), optionally only one stream

@@ -12,7 +12,7 @@ use crate::streams::LogHub;
 use crate::upgrade::exec::{self, Prepared, Target};
 use crate::upgrade::preflight;
 use crate::upgrade::restore::Restoring;
-use crate::upgrade::snapshot::{Snapshot, SocketFd, STATE_VERSION};
+use crate::upgrade::snapshot::{DaemonCarry, LogSeq, Snapshot, SocketFd, STATE_VERSION};
 use crate::watchers::{FreezeWatcher, GetSpec, WatcherActor};
 use actix::prelude::*;
 use futures::future::join_all;
@@ -26,6 +26,8 @@ use tokio::sync::oneshot;
 
 /// How long the freeze may take (slots finishing a spawn) before the upgrade is abandoned.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the output captures may take to stop reading (a sink that blocks holds one).
+const PARK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Execute `binary` (default: the running binary's path) in place.
 #[derive(Message)]
@@ -167,7 +169,7 @@ impl Supervisor {
             })
             .collect();
         let config_path = self.config.borrow().path.clone();
-        let (closers, notifier) = (self.closers.clone(), self.notifier.clone());
+        let (closers, notifier, hub) = (self.closers.clone(), self.notifier.clone(), self.hub.clone());
         async move {
             let snaps = tokio::time::timeout(FREEZE_TIMEOUT, frozen)
                 .await
@@ -186,6 +188,13 @@ impl Supervisor {
                     "the daemon did not stand still within {FREEZE_TIMEOUT:?}"
                 ));
             }
+            if failed.is_none() {
+                // The captures' own pipes are handed over, once they stopped reading.
+                match hub.park_captures(PARK_TIMEOUT).await {
+                    Ok(()) => hand_over_pipes(&hub, &mut ws),
+                    Err(e) => failed = Some(e),
+                }
+            }
             let from = preflight::Answer {
                 version: exec::VERSION.into(),
                 binary_id: exec::binary_id(),
@@ -202,6 +211,16 @@ impl Supervisor {
                 watchers: ws,
                 notify_address: crate::readiness::notify::NotifyRouter::get().map(|r| r.address.clone()),
                 written: crate::watchers::now_f64(),
+                carry: DaemonCarry {
+                    log_seqs: crate::streams::seq::all()
+                        .into_iter()
+                        .map(|(watcher, stream, seq)| LogSeq {
+                            watcher,
+                            stream,
+                            seq,
+                        })
+                        .collect(),
+                },
             };
             let prepared = match failed {
                 Some(e) => Err(e),
@@ -211,6 +230,7 @@ impl Supervisor {
                 Ok(p) => p,
                 Err(e) => {
                     drop(thaw_tx);
+                    hub.resume_captures();
                     Reaper::global().thaw();
                     return Err(format!("upgrade abandoned, nothing changed: {e}"));
                 }
@@ -228,6 +248,26 @@ impl Supervisor {
             });
             tracing::info!(to = %to.binary_id, watchers = snap.watchers.len(), "upgrade: snapshot taken, executing the new binary");
             Ok(Upgrading { from, to, go })
+        }
+    }
+}
+
+/// Fills each live slot's stdout/stderr fd (and unfinished line) from the
+/// pipe its capture parked; a capture that reached the end of its output
+/// (the process exited) has nothing to hand over.
+fn hand_over_pipes(hub: &LogHub, ws: &mut [crate::upgrade::snapshot::WatcherSnap]) {
+    for w in ws {
+        for s in w.slots.iter_mut().chain(w.retiring.iter_mut()) {
+            for i in 0..2 {
+                let parked = s.captures[i].and_then(|id| hub.parked(id));
+                let (fd, tail) = parked.map_or((None, Default::default()), |(fd, t)| (Some(fd), t));
+                if i == 0 {
+                    s.stdout_fd = fd;
+                } else {
+                    s.stderr_fd = fd;
+                }
+                s.carry.tails[i] = tail;
+            }
         }
     }
 }
@@ -270,8 +310,9 @@ async fn execute(
         p.shutdown().await;
     }
     if let Some(hub) = logs {
-        hub.pause_for_exec(Duration::from_secs(2)).await;
+        hub.flush_for_exec(Duration::from_secs(2)).await;
     }
+    crate::upgrade::signals::hold_for_exec();
     let e = prepared.exec(&Target::Path(binary.clone()));
     tracing::error!(binary = %binary.display(), "upgrade: cannot execute the new binary ({e}); executing the running one again");
     let e = fallback.exec(&Target::Kept);
@@ -296,6 +337,13 @@ impl Supervisor {
         config.borrow_mut().watchers = specs.clone();
         let mut s = made?;
         s.restored = true;
+        crate::streams::seq::restore(
+            r.snap
+                .carry
+                .log_seqs
+                .iter()
+                .map(|l| (l.watcher.clone(), l.stream, l.seq)),
+        );
         for spec in specs {
             match r.snap.watchers.iter().find(|w| w.name == spec.name) {
                 Some(w) => {

@@ -213,25 +213,41 @@ impl Prepared {
     }
 
     /// Clears close-on-exec on the kept fds and executes `target`. Returns
-    /// only on failure. Makes only raw syscalls (also used from a signal handler).
+    /// only on failure, with close-on-exec set again where it was cleared
+    /// (the output pipes are the captures' own fds: no other program may
+    /// inherit them).
     pub(crate) fn exec(&self, target: &Target) -> io::Error {
         let old = hold_signals();
+        let cleared: Vec<RawFd> = self
+            .keep
+            .iter()
+            .copied()
+            .filter(|&fd| {
+                // SAFETY: fcntl on fd numbers.
+                unsafe {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    flags >= 0
+                        && flags & libc::FD_CLOEXEC != 0
+                        && libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == 0
+                }
+            })
+            .collect();
         let e = self.exec_held(target);
+        for fd in cleared {
+            // SAFETY: as above.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         e
     }
 
     fn exec_held(&self, target: &Target) -> io::Error {
-        for &fd in &self.keep {
-            // SAFETY: fcntl on fd numbers; async-signal-safe.
-            unsafe {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                }
-            }
-        }
         let argv: Vec<*const libc::c_char> = self
             .argv
             .iter()
@@ -284,16 +300,9 @@ impl Prepared {
 
 /// Signals the daemon handles: blocked across the exec (the mask is
 /// inherited, pending ones stay pending) until the next image has its
-/// handlers, so a SIGTERM or a second SIGUSR2 meanwhile does not kill it.
-const HELD_SIGNALS: [i32; 7] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGCHLD,
-];
+/// handlers, so a SIGTERM or a second SIGUSR2 meanwhile does not kill it
+/// (see `super::signals`).
+const HELD_SIGNALS: [i32; 7] = super::signals::HANDLED;
 
 /// Blocks [`HELD_SIGNALS`] in this thread; returns the previous mask.
 /// Async-signal-safe.

@@ -18,6 +18,7 @@ pub(crate) mod exec;
 pub(crate) mod listeners;
 pub mod preflight;
 pub(crate) mod restore;
+pub(crate) mod signals;
 pub(crate) mod snapshot;
 
 pub use exec::{binary_id, VERSION};

@@ -24,7 +24,13 @@ pub(crate) fn from_env() -> Option<Restoring> {
     let old = std::env::var(ENV_OLD_EXE).ok();
     let fallback = std::env::var_os(ENV_FALLBACK).is_some();
     let test_fail = std::env::var(ENV_TEST_FAIL).ok().filter(|_| !fallback);
-    for k in [ENV_STATE, ENV_OLD_EXE, ENV_FALLBACK, ENV_TEST_FAIL] {
+    for k in [
+        ENV_STATE,
+        ENV_OLD_EXE,
+        ENV_FALLBACK,
+        ENV_TEST_FAIL,
+        super::signals::ENV_TEST_SIGNAL,
+    ] {
         std::env::remove_var(k);
     }
     if let Some(fd) = old.and_then(|o| o.parse::<RawFd>().ok()) {

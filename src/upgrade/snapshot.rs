@@ -29,6 +29,8 @@ pub(crate) struct Snapshot {
     /// Unix time the snapshot was written (the next image logs how long the exec and restore took).
     #[serde(default)]
     pub written: f64,
+    #[serde(default)]
+    pub carry: DaemonCarry,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +151,64 @@ pub(crate) struct SlotSnap {
     pub stdout_fd: Option<i32>,
     pub stderr_fd: Option<i32>,
     pub status_text: Option<String>,
+    /// The slot's stdout/stderr capture ids in this image, by which the
+    /// fds above are filled in once the captures parked their pipes.
+    #[serde(skip)]
+    pub captures: [Option<u64>; 2],
+    #[serde(default)]
+    pub carry: SlotCarry,
+}
+
+/// What a slot goes on with after the exec instead of starting over.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SlotCarry {
+    /// The unfinished line of each parked pipe (stdout, stderr).
+    #[serde(default)]
+    pub tails: [crate::streams::PipeTail; 2],
+    /// When `max_age` replaces the process, on [`monotonic_ns`]'s clock.
+    #[serde(default)]
+    pub max_age_at: Option<u64>,
+    /// When the watchdog expires unless pinged, likewise.
+    #[serde(default)]
+    pub watchdog_at: Option<u64>,
+}
+
+/// What the daemon goes on with after the exec (besides its watchers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct DaemonCarry {
+    /// The last `seq` published per log topic, so followers see one numbering.
+    #[serde(default)]
+    pub log_seqs: Vec<LogSeq>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LogSeq {
+    pub watcher: String,
+    pub stream: crate::streams::StreamKind,
+    pub seq: u64,
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `Instant`, which an exec keeps (one
+/// process, one boot), so deadlines written with it stay right across it.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// `at` as a [`monotonic_ns`] deadline.
+pub(crate) fn deadline_ns(at: std::time::Instant) -> u64 {
+    let left = at.saturating_duration_since(std::time::Instant::now());
+    monotonic_ns().saturating_add(left.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
+/// Time left until a [`monotonic_ns`] deadline (zero once past).
+pub(crate) fn time_left(at_ns: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(at_ns.saturating_sub(monotonic_ns()))
 }
 
 impl Snapshot {
@@ -177,6 +237,14 @@ pub(crate) fn pid_start(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_keeps_its_distance() {
+        let at = std::time::Instant::now() + std::time::Duration::from_secs(100);
+        let left = time_left(deadline_ns(at));
+        assert!(left <= std::time::Duration::from_secs(100) && left > std::time::Duration::from_secs(99));
+        assert_eq!(time_left(deadline_ns(std::time::Instant::now())), std::time::Duration::ZERO);
+    }
 
     #[test]
     fn own_start_time_is_readable_and_stable() {
