@@ -151,9 +151,8 @@ pub fn run(cfg: Config, init: bool) -> i32 {
     };
     // The handlers exist: signals are taken from now on (those held across
     // an exec at once).
-    let started = started.and_then(|()| {
-        upgrade::signals::start_thread().context("cannot start the signal thread")
-    });
+    let started =
+        started.and_then(|()| upgrade::signals::start_thread().context("cannot start the signal thread"));
     let code = match started {
         Ok(()) => sys.run_with_code().unwrap_or_else(|e| {
             tracing::error!("event loop failed: {e}");

@@ -113,7 +113,9 @@ fn no_output_line_is_lost_doubled_or_cut_across_upgrades() {
     let new = copy_binary(&d, "ringmaster-new");
     upgrade(&mut d, &new);
     let n = text().lines().count();
-    eventually("lines after the upgrade", secs(10), || text().lines().count() > n + 100);
+    eventually("lines after the upgrade", secs(10), || {
+        text().lines().count() > n + 100
+    });
     upgrade(&mut d, Path::new(BIN));
     eventually("the last line", secs(60), || text().ends_with("done\n"));
 
@@ -251,9 +253,7 @@ fn a_sigterm_taken_just_before_the_exec_is_acted_on_by_the_new_image() {
 /// Each thread of `pid`: (name, whether it blocks every signal the daemon
 /// handles: TERM, INT, QUIT, HUP, USR1, USR2, CHLD).
 fn threads_blocking(pid: i32) -> Vec<(String, bool)> {
-    let handled: u64 = [15, 2, 3, 1, 10, 12, 17]
-        .iter()
-        .fold(0, |m, s| m | 1 << (s - 1));
+    let handled: u64 = [15, 2, 3, 1, 10, 12, 17].iter().fold(0, |m, s| m | 1 << (s - 1));
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     let mut out = Vec::new();
     for t in tasks.flatten() {

@@ -203,7 +203,10 @@ impl ProcessActor {
             self.arm_age(pid, time_left(at), ctx);
         } else if !self.spec.max_age.is_zero() {
             // A snapshot without deadlines: counted from the process's start.
-            let age = self.spec.max_age.saturating_sub(Duration::from_millis(snap.uptime_ms));
+            let age = self
+                .spec
+                .max_age
+                .saturating_sub(Duration::from_millis(snap.uptime_ms));
             self.arm_age(pid, age, ctx);
         }
         if self.spec.ready.kind == ReadyKind::Notify {

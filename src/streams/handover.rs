@@ -66,7 +66,11 @@ impl Reading {
     /// Counted from the moment the capture is created, before its task runs.
     pub(crate) fn new(hub: std::sync::Arc<HubInner>, id: u64) -> Reading {
         hub.handover.reading.send_modify(|n| *n += 1);
-        Reading { hub, id, parked: false }
+        Reading {
+            hub,
+            id,
+            parked: false,
+        }
     }
 
     /// Parks `fd` until the pause ends; returns it to read on.

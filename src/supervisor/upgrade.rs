@@ -191,7 +191,18 @@ impl Supervisor {
             if failed.is_none() {
                 // The captures' own pipes are handed over, once they stopped reading.
                 match hub.park_captures(PARK_TIMEOUT).await {
-                    Ok(()) => hand_over_pipes(&hub, &mut ws),
+                    Ok(()) => {
+                        hand_over_pipes(&hub, &mut ws);
+                        // Every line read is in it now: the history the next image starts from.
+                        for (w, snap) in watchers.iter().zip(ws.iter_mut()) {
+                            snap.history = w
+                                .logs
+                                .history(None, usize::MAX, None)
+                                .iter()
+                                .map(|r| crate::upgrade::snapshot::HistoryLine::of(r))
+                                .collect();
+                        }
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -214,11 +225,7 @@ impl Supervisor {
                 carry: DaemonCarry {
                     log_seqs: crate::streams::seq::all()
                         .into_iter()
-                        .map(|(watcher, stream, seq)| LogSeq {
-                            watcher,
-                            stream,
-                            seq,
-                        })
+                        .map(|(watcher, stream, seq)| LogSeq { watcher, stream, seq })
                         .collect(),
                 },
             };

@@ -5,11 +5,13 @@
 //! 1. Pre-flight (`preflight.rs`): the new binary must start, load the
 //!    config file and accept the snapshot format; else nothing changes.
 //! 2. Freeze: the reaper stops reaping (exits stay zombies), every watcher
-//!    and slot answers its state and then stands still.
+//!    and slot answers its state and then stands still; the output captures
+//!    park their pipes (`crate::streams`' handover).
 //! 3. Snapshot (`snapshot.rs`) into a memfd; the reply goes out; the control
 //!    and pubsub sockets close (their listeners stay open), the log files are
-//!    flushed; close-on-exec is cleared on what must survive, and the new
-//!    binary is executed (`exec.rs`).
+//!    flushed; the signal thread stops taking signals (`signals.rs`);
+//!    close-on-exec is cleared on what must survive, and the new binary is
+//!    executed (`exec.rs`).
 //! 4. The new image (`restore.rs`) adopts the sockets, listeners, pipes and
 //!    processes, reaps and matches the zombies. If it cannot, it executes
 //!    the previous binary, kept open since start-up, with the same state.

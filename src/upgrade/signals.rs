@@ -140,7 +140,10 @@ pub(crate) fn hold_for_exec() {
     }
     for (i, sig) in HANDLED.into_iter().enumerate() {
         if CAUGHT[i].load(Ordering::SeqCst) > ACTED[i].load(Ordering::SeqCst) {
-            tracing::info!(signal = sig, "upgrade: a signal not acted on yet is passed to the new binary");
+            tracing::info!(
+                signal = sig,
+                "upgrade: a signal not acted on yet is passed to the new binary"
+            );
             // SAFETY: plain syscall; blocked in every thread, it stays pending across the exec.
             unsafe { libc::kill(libc::getpid(), sig) };
         }

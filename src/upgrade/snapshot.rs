@@ -243,7 +243,10 @@ mod tests {
         let at = std::time::Instant::now() + std::time::Duration::from_secs(100);
         let left = time_left(deadline_ns(at));
         assert!(left <= std::time::Duration::from_secs(100) && left > std::time::Duration::from_secs(99));
-        assert_eq!(time_left(deadline_ns(std::time::Instant::now())), std::time::Duration::ZERO);
+        assert_eq!(
+            time_left(deadline_ns(std::time::Instant::now())),
+            std::time::Duration::ZERO
+        );
     }
 
     #[test]

@@ -55,12 +55,8 @@ impl Handler<FreezeWatcher> for WatcherActor {
                             numprocesses: act.numprocesses,
                             slots,
                             retiring,
-                            history: act
-                                .logs
-                                .history(None, usize::MAX, None)
-                                .iter()
-                                .map(|r| crate::upgrade::snapshot::HistoryLine::of(r))
-                                .collect(),
+                            // Taken by the root once the captures stopped reading.
+                            history: Vec::new(),
                         }),
                         (Err(e), _) | (_, Err(e)) => {
                             Err(format!("watcher {}: a slot did not answer: {e}", act.spec.name))
