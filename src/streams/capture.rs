@@ -120,9 +120,6 @@ impl Splitter {
         buf.slice(..used)
     }
 
-    /// End of stream: a last line without newline is still a line, and an
-    /// over-long line cut short gets its final (possibly empty) piece.
-    /// Returns the line, if there is one.
     /// What was read of a line not ended yet (for an upgrade's handover).
     pub(crate) fn tail(&self) -> super::handover::PipeTail {
         super::handover::PipeTail {
@@ -139,6 +136,9 @@ impl Splitter {
         }
     }
 
+    /// End of stream: a last line without newline is still a line, and an
+    /// over-long line cut short gets its final (possibly empty) piece.
+    /// Returns the line, if there is one.
     pub(crate) fn finish(&mut self) -> Option<(Bytes, Piece)> {
         if self.pending.is_empty() && !self.cont {
             return None;
@@ -518,6 +518,18 @@ mod tests {
             assert_eq!(raw, input);
         }
         got
+    }
+
+    #[test]
+    fn a_line_goes_on_in_a_resumed_splitter() {
+        let mut a = Splitter::default();
+        let mut got = Vec::new();
+        a.feed(b"one\ntw", &mut |l, _| got.push(l.to_vec()));
+        let mut b = Splitter::resume(&a.tail());
+        let raw = b.feed(b"o\n", &mut |l, _| got.push(l.to_vec()));
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+        // Raw output is the whole line: the start read by the previous image too.
+        assert_eq!(&raw[..], b"two\n");
     }
 
     #[test]
