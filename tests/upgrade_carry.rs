@@ -279,11 +279,20 @@ fn threads_blocking(pid: i32) -> Vec<(String, bool)> {
 fn only_the_signal_thread_takes_the_handled_signals_before_and_after_an_upgrade() {
     let mut d = Daemon::start("[watchers.quiet]\ncmd = \"sleep 1000\"\n");
     d.wait_spawned("quiet", 1, secs(10));
+    // The signal thread starts once the image has restored: wait for it.
     let check = |d: &Daemon| {
+        let taking = |threads: &[(String, bool)]| -> Vec<String> {
+            threads
+                .iter()
+                .filter(|(_, blocks)| !blocks)
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        eventually("a thread that takes them", secs(10), || {
+            !taking(&threads_blocking(d.pid())).is_empty()
+        });
         let threads = threads_blocking(d.pid());
-        let taking: Vec<_> = threads.iter().filter(|(_, b)| !b).collect();
-        assert_eq!(taking.len(), 1, "threads that take them: {threads:?}");
-        assert_eq!(taking[0].0, "ringmaster-sign", "{threads:?}");
+        assert_eq!(taking(&threads), ["ringmaster-sign"], "threads: {threads:?}");
     };
     check(&d);
     let new = copy_binary(&d, "ringmaster-new");
