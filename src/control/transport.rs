@@ -12,10 +12,14 @@
 //! - Malformed bodies and unexpected frame counts get an error reply instead
 //!   of silence (and never stall the socket).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -26,7 +30,9 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use zeromq::{Endpoint, Host, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
+use super::carry::{self, Awaiting};
 use super::protocol::{error_reply, ok_reply, parse_request, peek_id, CommandError, Request};
+use crate::upgrade::connections::{CarriedConn, CarriedRequest, ControlCarry};
 
 /// How long the socket task waits to hand one reply to a peer's send queue
 /// before dropping it (a peer that never reads must not stall everyone).
@@ -35,10 +41,42 @@ const REPLY_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the stale-socket probe waits for a connect on an existing ipc file.
 const STALE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// At a hand-over: how long the peers' writers get to send the replies
+/// already produced (on loopback they take well under a millisecond), and
+/// how many messages already arrived are taken along at most.
+const HAND_OVER_QUIET: Duration = Duration::from_millis(200);
+const HAND_OVER_DRAIN: usize = 10_000;
+
 /// Executes control commands. Implemented by the core; cloned once per
 /// request. The future does not need to be `Send` (it runs on the LocalSet).
 pub trait Dispatcher: Clone + 'static {
     fn dispatch(&self, req: Request) -> LocalBoxFuture<'static, Result<Map<String, Value>, CommandError>>;
+
+    /// Answers a request the previous image carried across an upgrade
+    /// (`awaiting` is never [`Awaiting::NotRun`]: those are dispatched).
+    fn resume(
+        &self,
+        req: Request,
+        awaiting: Awaiting,
+    ) -> LocalBoxFuture<'static, Result<Map<String, Value>, CommandError>> {
+        let _ = (req, awaiting);
+        Box::pin(async { Err(CommandError::command("interrupted by an upgrade in place")) })
+    }
+}
+
+/// How the server stops.
+enum Stop {
+    /// Close every connection.
+    Close,
+    /// Keep the established connections open for the next image.
+    HandOver(oneshot::Sender<HandOver>),
+}
+
+/// The established control connections, handed on at an upgrade: duplicates
+/// of their fds (close-on-exec, cleared at the exec) and what the snapshot says of them.
+pub(crate) struct HandOver {
+    pub fds: Vec<OwnedFd>,
+    pub carry: ControlCarry,
 }
 
 /// A bound, not yet serving, control socket.
@@ -83,6 +121,28 @@ impl ControlServer {
         &self.endpoints
     }
 
+    /// Takes over the connections the previous image handed on (`fd` gives
+    /// a duplicate of each inherited fd). One that cannot be adopted is closed.
+    pub(crate) async fn adopt(
+        &mut self,
+        conns: &[CarriedConn],
+        fd: impl Fn(&CarriedConn) -> std::io::Result<OwnedFd>,
+    ) {
+        for c in conns {
+            let adopted = match fd(c) {
+                Ok(owned) => self
+                    .socket
+                    .adopt_peer(owned, c.unix, Bytes::from(c.identity.clone()))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = adopted {
+                tracing::warn!(fd = c.fd, error = %e, "upgrade: cannot adopt a control connection; it is closed");
+            }
+        }
+    }
+
     /// Starts serving with `tokio::task::spawn_local`: must be called from
     /// inside a `LocalSet` (an actix `System` is one); panics otherwise, as
     /// `spawn_local` does.
@@ -91,9 +151,15 @@ impl ControlServer {
     /// until the runtime stops; its ipc socket files are then unlinked by a
     /// drop guard). Call [`ControlHandle::shutdown`] for an orderly stop.
     pub fn run<D: Dispatcher>(self, dispatcher: D) -> ControlHandle {
+        self.run_resuming(dispatcher, Vec::new())
+    }
+
+    /// As [`run`](Self::run), first answering the requests the previous
+    /// image carried across an upgrade (on connections adopted before).
+    pub(crate) fn run_resuming<D: Dispatcher>(self, dispatcher: D, carried: Vec<CarriedRequest>) -> ControlHandle {
         let (stop_tx, stop_rx) = oneshot::channel();
         let endpoints = self.endpoints.clone();
-        let join = tokio::task::spawn_local(serve(self, dispatcher, stop_rx));
+        let join = tokio::task::spawn_local(serve(self, dispatcher, stop_rx, carried));
         ControlHandle {
             stop: Some(stop_tx),
             join,
@@ -105,7 +171,7 @@ impl ControlServer {
 /// A running control server.
 #[must_use = "dropping the handle detaches the server; keep it to shut it down"]
 pub struct ControlHandle {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Stop>>,
     join: tokio::task::JoinHandle<()>,
     endpoints: Vec<String>,
 }
@@ -125,28 +191,64 @@ impl ControlHandle {
     /// Replies of commands still running are dropped.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(Stop::Close);
         }
         if let Err(err) = (&mut self.join).await {
             tracing::warn!(error = %err, "control server task ended abnormally");
         }
     }
+
+    /// For an upgrade: stops receiving, sends the replies already produced,
+    /// and closes the socket but keeps its established connections open
+    /// (duplicates in the result), with the requests they still wait on.
+    /// A connection in the middle of a message either way is closed.
+    pub(crate) async fn hand_over(mut self) -> HandOver {
+        let (tx, rx) = oneshot::channel();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Stop::HandOver(tx));
+        }
+        if let Err(err) = (&mut self.join).await {
+            tracing::warn!(error = %err, "control server task ended abnormally");
+        }
+        rx.await.unwrap_or(HandOver {
+            fds: Vec::new(),
+            carry: ControlCarry::default(),
+        })
+    }
 }
 
-async fn serve<D: Dispatcher>(server: ControlServer, dispatcher: D, mut stop_rx: oneshot::Receiver<()>) {
+/// Requests dispatched and not answered yet, by token: their frames.
+type Inflight = Rc<RefCell<HashMap<u64, Vec<Bytes>>>>;
+
+async fn serve<D: Dispatcher>(
+    server: ControlServer,
+    dispatcher: D,
+    mut stop_rx: oneshot::Receiver<Stop>,
+    carried: Vec<CarriedRequest>,
+) {
     let ControlServer {
         mut socket,
         endpoints,
         ipc_files,
     } = server;
     let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<ZmqMessage>();
+    let inflight: Inflight = Rc::default();
+    let mut requests = Requests {
+        dispatcher: &dispatcher,
+        reply_tx: &reply_tx,
+        inflight: &inflight,
+        next: 0,
+    };
+    for c in carried {
+        requests.resume(c);
+    }
     let mut stop_armed = true;
     let mut recv_errors: u32 = 0;
-    loop {
+    let stop = loop {
         tokio::select! {
             biased;
             stop = &mut stop_rx, if stop_armed => match stop {
-                Ok(()) => break,
+                Ok(how) => break how,
                 // The handle was dropped: detach and keep serving.
                 Err(_) => stop_armed = false,
             },
@@ -154,7 +256,7 @@ async fn serve<D: Dispatcher>(server: ControlServer, dispatcher: D, mut stop_rx:
             incoming = socket.recv() => match incoming {
                 Ok(message) => {
                     recv_errors = 0;
-                    handle_message(message, &dispatcher, &reply_tx);
+                    requests.handle(message);
                 }
                 Err(err) => {
                     recv_errors = recv_errors.saturating_add(1);
@@ -165,10 +267,23 @@ async fn serve<D: Dispatcher>(server: ControlServer, dispatcher: D, mut stop_rx:
                 }
             },
         }
+    };
+    // Messages already arrived, not read yet: the next image reads them.
+    let mut unread = Vec::new();
+    if let Stop::HandOver(_) = &stop {
+        while unread.len() < HAND_OVER_DRAIN {
+            match socket.recv().now_or_never() {
+                Some(Ok(m)) => unread.push(m.into_vec()),
+                _ => break,
+            }
+        }
     }
     // Flush the replies already produced (e.g. the answer to `quit`).
     while let Ok(reply) = reply_rx.try_recv() {
         send_reply(&mut socket, reply).await;
+    }
+    if let Stop::HandOver(tx) = stop {
+        let _ = tx.send(hand_over(&socket, unread, &inflight).await);
     }
     for err in socket.close().await {
         tracing::debug!(error = %err, "control socket close");
@@ -191,77 +306,193 @@ async fn send_reply(socket: &mut RouterSocket, reply: ZmqMessage) {
     }
 }
 
-/// Splits `[identity, (""), body]`, parses the body and dispatches.
-fn handle_message<D: Dispatcher>(
-    message: ZmqMessage,
-    dispatcher: &D,
-    reply_tx: &mpsc::UnboundedSender<ZmqMessage>,
-) {
-    let mut frames = message.into_vec();
-    let Some(body) = frames.pop() else {
-        tracing::warn!("control: got an empty message, dropped");
-        return;
-    };
-    // `frames` is now the envelope: identity, plus the delimiter for REQ.
-    if frames.is_empty() {
-        tracing::warn!("control: got a message without a routing identity, dropped");
-        return;
-    }
-    let dealer_style = frames.len() == 1;
-    let req_style = frames.len() == 2 && frames[1].is_empty();
-    if !dealer_style && !req_style {
-        tracing::warn!(
-            frames = frames.len() + 1,
-            "control: got unexpected message framing, answering with an error"
-        );
-        let err = CommandError::message(format!(
-            "message invalid: expected [json] or [\"\", json], got {} frames",
-            frames.len()
-        ));
-        let _ = reply_tx.send(build_reply(frames, error_reply(&peek_id(&body), &err)));
-        return;
-    }
-    let req = match parse_request(&body) {
-        Ok(req) => req,
-        Err((id, err)) => {
-            tracing::debug!(reason = %err.reason, "control: rejected a malformed request");
-            let _ = reply_tx.send(build_reply(frames, error_reply(&id, &err)));
+/// Dispatches requests, each in its own task, and keeps track of those
+/// not answered yet (for a hand-over).
+struct Requests<'a, D> {
+    dispatcher: &'a D,
+    reply_tx: &'a mpsc::UnboundedSender<ZmqMessage>,
+    inflight: &'a Inflight,
+    next: u64,
+}
+
+impl<D: Dispatcher> Requests<'_, D> {
+    /// Splits `[identity, (""), body]`, parses the body and dispatches.
+    fn handle(&mut self, message: ZmqMessage) {
+        let mut frames = message.into_vec();
+        let Some(body) = frames.pop() else {
+            tracing::warn!("control: got an empty message, dropped");
+            return;
+        };
+        // `frames` is now the envelope: identity, plus the delimiter for REQ.
+        if frames.is_empty() {
+            tracing::warn!("control: got a message without a routing identity, dropped");
             return;
         }
-    };
-    let dispatcher = dispatcher.clone();
-    let reply_tx = reply_tx.clone();
-    tokio::task::spawn_local(async move {
-        let id = req.id.clone();
-        let cast = req.cast;
-        let command = req.command.clone();
-        tracing::debug!(command = %command, cast, "control request");
-        let outcome = AssertUnwindSafe(async move { dispatcher.dispatch(req).await })
+        let dealer_style = frames.len() == 1;
+        let req_style = frames.len() == 2 && frames[1].is_empty();
+        if !dealer_style && !req_style {
+            tracing::warn!(
+                frames = frames.len() + 1,
+                "control: got unexpected message framing, answering with an error"
+            );
+            let err = CommandError::message(format!(
+                "message invalid: expected [json] or [\"\", json], got {} frames",
+                frames.len()
+            ));
+            let _ = self
+                .reply_tx
+                .send(build_reply(frames, error_reply(&peek_id(&body), &err)));
+            return;
+        }
+        let req = match parse_request(&body) {
+            Ok(req) => req,
+            Err((id, err)) => {
+                tracing::debug!(reason = %err.reason, "control: rejected a malformed request");
+                let _ = self.reply_tx.send(build_reply(frames, error_reply(&id, &err)));
+                return;
+            }
+        };
+        self.spawn(req, frames, body, Awaiting::NotRun);
+    }
+
+    /// A request carried across an upgrade: run or answered as it says.
+    fn resume(&mut self, c: CarriedRequest) {
+        let mut frames: Vec<Bytes> = c.frames.into_iter().map(Bytes::from).collect();
+        if c.awaiting == Awaiting::NotRun {
+            let mut frames = frames.into_iter();
+            let mut message = ZmqMessage::from(frames.next().unwrap_or_default());
+            for f in frames {
+                message.push_back(f);
+            }
+            return self.handle(message);
+        }
+        let Some(body) = frames.pop() else { return };
+        match parse_request(&body) {
+            Ok(req) => self.spawn(req, frames, body, c.awaiting),
+            Err((id, err)) => {
+                let _ = self.reply_tx.send(build_reply(frames, error_reply(&id, &err)));
+            }
+        }
+    }
+
+    fn spawn(&mut self, req: Request, frames: Vec<Bytes>, body: Bytes, awaiting: Awaiting) {
+        let token = self.next;
+        self.next += 1;
+        if !req.cast {
+            let mut all = frames.clone();
+            all.push(body);
+            self.inflight.borrow_mut().insert(token, all);
+        }
+        let dispatcher = self.dispatcher.clone();
+        let reply_tx = self.reply_tx.clone();
+        let inflight = self.inflight.clone();
+        tokio::task::spawn_local(carry::scope(token, async move {
+            let id = req.id.clone();
+            let cast = req.cast;
+            let command = req.command.clone();
+            tracing::debug!(command = %command, cast, "control request");
+            let outcome = AssertUnwindSafe(async move {
+                match awaiting {
+                    Awaiting::NotRun => dispatcher.dispatch(req).await,
+                    a => {
+                        // Still carried if another upgrade comes first.
+                        carry::mark(a.clone());
+                        dispatcher.resume(req, a).await
+                    }
+                }
+            })
             .catch_unwind()
             .await;
-        let result = match outcome {
-            Ok(result) => result,
-            Err(panic) => {
-                let what = panic_message(panic.as_ref());
-                tracing::error!(command = %command, panic = %what, "control command panicked");
-                Err(CommandError::command(format!(
-                    "internal error while running '{command}': {what}"
-                )))
+            inflight.borrow_mut().remove(&token);
+            carry::forget(token);
+            let result = match outcome {
+                Ok(result) => result,
+                Err(panic) => {
+                    let what = panic_message(panic.as_ref());
+                    tracing::error!(command = %command, panic = %what, "control command panicked");
+                    Err(CommandError::command(format!(
+                        "internal error while running '{command}': {what}"
+                    )))
+                }
+            };
+            if cast {
+                if let Err(err) = result {
+                    tracing::warn!(command = %command, reason = %err.reason, "cast command failed");
+                }
+                return;
             }
-        };
-        if cast {
-            if let Err(err) = result {
-                tracing::warn!(command = %command, reason = %err.reason, "cast command failed");
-            }
-            return;
+            let body = match result {
+                Ok(fields) => ok_reply(&id, fields),
+                Err(err) => error_reply(&id, &err),
+            };
+            // Fails only when the server is shutting down: the reply is moot.
+            let _ = reply_tx.send(build_reply(frames, body));
+        }));
+    }
+}
+
+/// The connections to keep across the exec, once every reply produced is
+/// written (bounded by [`HAND_OVER_QUIET`]), with the requests waiting on
+/// them: those in flight and those `unread`.
+async fn hand_over(socket: &RouterSocket, unread: Vec<Vec<Bytes>>, inflight: &Inflight) -> HandOver {
+    let deadline = tokio::time::Instant::now() + HAND_OVER_QUIET;
+    // The crate signals no event when a peer's writer is done: look again
+    // each millisecond, a bounded number of times.
+    let mut peers = socket.export_peers();
+    while peers.iter().any(|p| !p.quiet) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        peers = socket.export_peers();
+    }
+    let mut fds = Vec::new();
+    let mut carry = ControlCarry::default();
+    for p in peers {
+        if !p.quiet {
+            tracing::warn!("upgrade: a control connection is in the middle of a message; it is closed");
+            continue;
         }
-        let body = match result {
-            Ok(fields) => ok_reply(&id, fields),
-            Err(err) => error_reply(&id, &err),
-        };
-        // Fails only when the server is shutting down: the reply is moot.
-        let _ = reply_tx.send(build_reply(frames, body));
-    });
+        // SAFETY: the socket owns `p.fd` and is alive while borrowed here.
+        match unsafe { BorrowedFd::borrow_raw(p.fd) }.try_clone_to_owned() {
+            Ok(fd) => {
+                carry.connections.push(CarriedConn {
+                    fd: fd.as_raw_fd(),
+                    unix: p.unix,
+                    identity: p.identity.to_vec(),
+                });
+                fds.push(fd);
+            }
+            Err(e) => tracing::warn!(error = %e, "upgrade: cannot keep a control connection; it is closed"),
+        }
+    }
+    let kept = |frames: &[Bytes]| {
+        frames
+            .first()
+            .is_some_and(|id| carry.connections.iter().any(|c| c.identity == id.as_ref()))
+    };
+    let mut requests: Vec<CarriedRequest> = Vec::new();
+    let mut waiting: Vec<(u64, Vec<Bytes>)> = inflight.borrow_mut().drain().collect();
+    waiting.sort_by_key(|(t, _)| *t);
+    for (token, frames) in waiting {
+        let awaiting = carry::take(token);
+        if kept(&frames) {
+            requests.push(CarriedRequest {
+                frames: frames.iter().map(|f| f.to_vec()).collect(),
+                awaiting,
+            });
+        }
+    }
+    for frames in unread.into_iter().filter(|f| kept(f)) {
+        requests.push(CarriedRequest {
+            frames: frames.iter().map(|f| f.to_vec()).collect(),
+            awaiting: Awaiting::NotRun,
+        });
+    }
+    carry.requests = requests;
+    tracing::info!(
+        connections = carry.connections.len(),
+        requests = carry.requests.len(),
+        "upgrade: control connections kept open"
+    );
+    HandOver { fds, carry }
 }
 
 fn build_reply(mut envelope: Vec<Bytes>, body: Vec<u8>) -> ZmqMessage {

@@ -217,6 +217,16 @@ impl Prepared {
     pub(crate) fn exec(&self, target: &Target) -> io::Error {
         let old = hold_signals();
         let e = self.exec_held(target);
+        // Still this image: the kept fds must not leak into its children.
+        for &fd in &self.keep {
+            // SAFETY: fcntl on fd numbers; async-signal-safe.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         e

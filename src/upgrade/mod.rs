@@ -14,6 +14,7 @@
 //!    processes, reaps and matches the zombies. If it cannot, it executes
 //!    the previous binary, kept open since start-up, with the same state.
 
+pub(crate) mod connections;
 pub(crate) mod exec;
 pub(crate) mod listeners;
 pub mod preflight;
@@ -39,6 +40,17 @@ pub(crate) fn started() -> f64 {
 /// Claims the one upgrade that may run at a time.
 pub(crate) fn begin() -> bool {
     !IN_PROGRESS.swap(true, Ordering::SeqCst)
+}
+
+static FELL_BACK: AtomicBool = AtomicBool::new(false);
+
+/// This image is the previous binary run again after a failed upgrade.
+pub(crate) fn set_fell_back() {
+    FELL_BACK.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn fell_back() -> bool {
+    FELL_BACK.load(Ordering::SeqCst)
 }
 
 pub(crate) fn abandoned() {

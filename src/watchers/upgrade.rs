@@ -1,7 +1,8 @@
 //! A watcher across an upgrade: its snapshot (the watcher and all its slots
 //! frozen) and its restoration in the next image with the slots' processes
-//! adopted. What was in progress is begun again: a rollout as a new rolling
-//! replacement, a stop as a new stop.
+//! adopted. A rollout in progress is resumed (the slots it had replaced
+//! stay, the others roll), and whoever waited for it can join it
+//! ([`JoinResumed`]); a stop is begun again.
 
 use super::actor::{inherited, WatcherActor};
 use super::state::{RestartHow, WatcherState};
@@ -11,11 +12,36 @@ use crate::events::Events;
 use crate::processes::{FreezeSlot, ProcessActor};
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
-use crate::upgrade::snapshot::{SlotMode, SlotSnap, WatcherMode, WatcherSnap};
+use crate::upgrade::snapshot::{RolloutSnap, SlotMode, SlotSnap, WatcherMode, WatcherSnap};
+use super::state::Outcome;
 use actix::prelude::*;
-use futures::future::{join_all, Shared};
+use futures::future::{join_all, FutureExt, Shared};
 use std::os::fd::OwnedFd;
 use tokio::sync::oneshot;
+
+/// A watcher's rollout across an upgrade.
+#[derive(Default)]
+pub(crate) struct Resume {
+    /// The rollout in progress rolls one at a time (for the snapshot).
+    pub sequential: bool,
+    /// In the next image, until the rollout resumes: the slots already rolled.
+    pub rolled: Option<std::collections::HashSet<u64>>,
+    /// The resumed rollout's outcome.
+    pub outcome: Option<Shared<oneshot::Receiver<Outcome>>>,
+}
+
+/// The outcome of the rollout this watcher resumed after an upgrade (None
+/// if it resumed none).
+#[derive(Message)]
+#[rtype(result = "Option<Shared<oneshot::Receiver<Outcome>>>")]
+pub(crate) struct JoinResumed;
+
+impl Handler<JoinResumed> for WatcherActor {
+    type Result = Option<Shared<oneshot::Receiver<Outcome>>>;
+    fn handle(&mut self, _: JoinResumed, _: &mut Self::Context) -> Self::Result {
+        self.resume.outcome.clone()
+    }
+}
 
 /// Upgrade: answer the watcher's state with every slot's, then do nothing
 /// until `thaw` resolves (or the exec ends this image).
@@ -50,6 +76,12 @@ impl Handler<FreezeWatcher> for WatcherActor {
                         |v: Vec<Result<SlotSnap, MailboxError>>| v.into_iter().collect::<Result<Vec<_>, _>>();
                     let snap = match (all(l), all(r)) {
                         (Ok(slots), Ok(retiring)) => Ok(WatcherSnap {
+                            rollout: (mode(act.life.state, act.rolling_to.is_some())
+                                == WatcherMode::Rolling)
+                                .then(|| RolloutSnap {
+                                    rolled: act.rollout_slots.iter().copied().collect(),
+                                    sequential: act.resume.sequential,
+                                }),
                             name: act.spec.name.clone(),
                             mode: mode(act.life.state, act.rolling_to.is_some()),
                             numprocesses: act.numprocesses,
@@ -119,9 +151,17 @@ impl WatcherActor {
                 slots.push((s.clone(), fds(s), retiring));
             }
         }
-        let then = match snap.mode {
-            WatcherMode::Rolling => Some(Command::Restart(RestartHow::Rolling)),
-            WatcherMode::Stopping => Some(Command::Stop),
+        let then = match (snap.mode, &snap.rollout) {
+            (WatcherMode::Rolling, Some(r)) => {
+                w.resume.rolled = Some(r.rolled.iter().copied().collect());
+                Some(Command::Restart(if r.sequential {
+                    RestartHow::Sequential
+                } else {
+                    RestartHow::Rolling
+                }))
+            }
+            (WatcherMode::Rolling, None) => Some(Command::Restart(RestartHow::Rolling)),
+            (WatcherMode::Stopping, _) => Some(Command::Stop),
             _ => None,
         };
         WatcherActor::create(move |ctx| {
@@ -181,13 +221,19 @@ impl WatcherActor {
             if let Some(c) = then {
                 let what = match c {
                     Command::Stop => "upgrade: stopping again",
+                    _ if w.resume.rolled.is_some() => "upgrade: resuming the rollout",
                     _ => "upgrade: rolling again",
                 };
                 tracing::info!(watcher = %w.spec.name, "{what}");
+                let (tx, rx) = oneshot::channel();
+                if !matches!(c, Command::Stop) {
+                    w.resume.outcome = Some(rx.shared());
+                }
                 let f = ctx.address().send(c);
                 ctx.spawn(
                     async move {
-                        let _ = f.await;
+                        let o = f.await.unwrap_or(Outcome::Canceled("the watcher went away"));
+                        let _ = tx.send(o);
                     }
                     .into_actor(&w),
                 );
