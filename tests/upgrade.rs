@@ -489,7 +489,7 @@ start_timeout = "20s"
     let new = copy_binary(&d, "ringmaster-new");
     let r = upgrade(&mut d, &new);
     assert_eq!(r["status"], "ok", "{r}");
-    d.wait_msg("upgrade: rolling again", Some("web"), secs(10));
+    d.wait_msg("upgrade: resuming the rollout", Some("web"), secs(10));
     // The rollout ends with 3 ready processes, none of them an old one.
     eventually("the rollout finished", secs(60), || {
         let st = call(&d, "status", json!({"name": "web", "verbose": true}));

@@ -250,9 +250,7 @@ impl WatcherActor {
                     let mut olds = act.slots.running_ids();
                     act.resume.sequential = sequential;
                     if let Some(rolled) = act.resume.rolled.take() {
-                        // Resumed after an upgrade: what was rolled stays.
-                        olds.retain(|(_, id, _)| !rolled.contains(id));
-                        act.rollout_slots.extend(rolled);
+                        olds = act.resume_rollout(rolled, olds);
                     }
                     let f = act.rollout(op, olds, surge, unavailable, ctx);
                     ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));

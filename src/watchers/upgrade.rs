@@ -28,6 +28,45 @@ pub(crate) struct Resume {
     pub rolled: Option<std::collections::HashSet<u64>>,
     /// The resumed rollout's outcome.
     pub outcome: Option<Shared<oneshot::Receiver<Outcome>>>,
+    /// The resumed rollout's first step, taken by `rollout`.
+    pub first: Option<FirstStep>,
+}
+
+/// Where a resumed rollout starts: the processes it started before the
+/// exec must be ready, then as many old ones as it had added beyond
+/// numprocesses stop (they were already replaced).
+pub(crate) struct FirstStep {
+    pub ready: Vec<Addr<ProcessActor>>,
+    pub replaced: Vec<(u32, u64, i32)>,
+}
+
+impl WatcherActor {
+    /// The rollout resumed in the next image: the slots it `rolled` before
+    /// the exec stay; returns the old slots still to roll (of `olds`).
+    pub(super) fn resume_rollout(
+        &mut self,
+        rolled: std::collections::HashSet<u64>,
+        mut olds: Vec<(u32, u64, i32)>,
+    ) -> Vec<(u32, u64, i32)> {
+        olds.retain(|(_, id, _)| !rolled.contains(id));
+        let ready = self
+            .slots
+            .live
+            .values()
+            .filter(|s| rolled.contains(&s.id))
+            .map(|s| s.addr.clone())
+            .collect();
+        let surplus = self
+            .slots
+            .live
+            .len()
+            .saturating_sub(self.numprocesses as usize)
+            .min(olds.len());
+        let replaced = olds.drain(..surplus).collect();
+        self.resume.first = Some(FirstStep { ready, replaced });
+        self.rollout_slots.extend(rolled);
+        olds
+    }
 }
 
 /// The outcome of the rollout this watcher resumed after an upgrade (None
@@ -206,16 +245,22 @@ impl WatcherActor {
                 }
             }
             // Wid numbering goes on above the restored slots; the gaps are free.
+            // Freed only once numbering is past them: `take_wid` hands out
+            // free wids first, so freeing one inside the loop never ended it.
             if let Some(placeholder) = any {
+                let mut gaps = Vec::new();
                 loop {
                     let wid = w.slots.take_wid();
                     if wid >= max_wid {
                         break;
                     }
                     if !w.slots.live.contains_key(&wid) && !w.slots.retiring.contains_key(&wid) {
-                        w.slots.retiring.insert(wid, placeholder.clone());
-                        w.slots.retired(wid, &placeholder);
+                        gaps.push(wid);
                     }
+                }
+                for wid in gaps {
+                    w.slots.retiring.insert(wid, placeholder.clone());
+                    w.slots.retired(wid, &placeholder);
                 }
             }
             if let Some(c) = then {
