@@ -459,7 +459,7 @@ max_retry = -1
 }
 
 #[test]
-fn a_rollout_in_progress_is_rolled_again_by_the_new_image() {
+fn a_rollout_in_progress_is_resumed_by_the_new_image() {
     let mut d = Daemon::start(&format!(
         r#"
 [sockets.web]
