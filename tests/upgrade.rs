@@ -369,6 +369,9 @@ fn a_restore_that_crashes_falls_back_to_the_old_binary() {
         );
         let r = call(&d, "upgrade", json!({ "binary": crashing.display().to_string() }));
         assert_eq!(r["status"], "ok", "{r}");
+        // The reply comes from the image that restored: the old binary again.
+        assert_eq!(r["fallback"], true, "{r}");
+        assert_eq!(r["to"]["binary_id"], before.as_str(), "{r}");
         // The new image restores, fails, and the old binary restores the same state.
         d.wait_for("the fallback restoring", secs(30), |v| {
             v["message"] == "upgrade: restoring" && v["fallback"] == true

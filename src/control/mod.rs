@@ -11,6 +11,7 @@ pub mod carry;
 pub mod client;
 pub mod commands;
 pub mod context;
+pub mod endpoints;
 pub mod follows;
 pub mod protocol;
 pub mod pubsub;
