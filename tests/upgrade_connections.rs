@@ -277,3 +277,54 @@ fn circusctl_works_across_an_upgrade() {
     assert_eq!(circusctl(&ep, &["quit"]), "ok");
     assert_eq!(d.wait_exit(secs(15)), 0);
 }
+
+/// `ringmaster upgrade` prints the new image's reply, and fails when the
+/// new binary could not restore and the previous one runs again.
+#[test]
+fn the_cli_reports_the_reply_of_the_image_that_restored() {
+    let mut d = Daemon::start(JOB);
+    d.wait_spawned("job", 1, secs(10));
+    let before = call(&d, "globaloptions", json!({}))["options"]["binary_id"]
+        .as_str()
+        .expect("binary_id")
+        .to_string();
+    let copy = copy_binary(&d, "ringmaster-new");
+    let ep = endpoint(&d);
+    let cli = |binary: &PathBuf| {
+        let out = Command::new(BIN)
+            .args(["--endpoint", &ep, "upgrade", "--wait", "60", "--binary"])
+            .arg(binary)
+            .output()
+            .expect("run ringmaster upgrade");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let crashing = script(
+        &d,
+        "crashing",
+        &format!(
+            "RINGMASTER_UPGRADE_TEST_FAIL=abort exec {} \"$@\"",
+            copy.display()
+        ),
+    );
+    let (code, out, err) = cli(&crashing);
+    assert_ne!(code, 0, "{out} {err}");
+    assert!(
+        err.contains("could not restore") && err.contains(&before),
+        "{err}"
+    );
+    d.wait_msg("upgrade: restored", None, secs(30));
+
+    let (code, out, err) = cli(&copy);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.starts_with("upgraded in place"), "{out}");
+    let now = call(&d, "globaloptions", json!({}))["options"]["binary_id"]
+        .as_str()
+        .expect("binary_id")
+        .to_string();
+    assert_ne!(now, before);
+    assert!(out.contains(&now), "{out}");
+}
