@@ -243,7 +243,7 @@ async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restor
         .pubsub_endpoint
         .clone()
         .unwrap_or_else(transport::default_pubsub_endpoint);
-    let server = ControlServer::bind(&endpoint)
+    let mut server = ControlServer::bind(&endpoint)
         .await
         .with_context(|| format!("cannot start: control endpoint {endpoint}"))?;
     let publisher = Publisher::bind(&pubsub_endpoint)
@@ -361,7 +361,16 @@ async fn start(cfg: Config, handoff: systemd::Handoff, restoring: Option<&Restor
         closers.borrow_mut().on_exit.push(remove);
     }
     let hub_for_close = hub.clone();
-    let handle = server.run(CommandDispatcher(ctx.clone()));
+    let carried = match restoring {
+        Some(r) => {
+            server
+                .adopt(&r.snap.control.connections, |c| r.control_conn(c))
+                .await;
+            r.snap.control.requests.clone()
+        }
+        None => Vec::new(),
+    };
+    let handle = server.run_resuming(CommandDispatcher(ctx.clone()), carried);
     {
         let mut c = closers.borrow_mut();
         c.control = Some(handle);

@@ -369,6 +369,9 @@ fn a_restore_that_crashes_falls_back_to_the_old_binary() {
         );
         let r = call(&d, "upgrade", json!({ "binary": crashing.display().to_string() }));
         assert_eq!(r["status"], "ok", "{r}");
+        // The reply comes from the image that restored: the old binary again.
+        assert_eq!(r["fallback"], true, "{r}");
+        assert_eq!(r["to"]["binary_id"], before.as_str(), "{r}");
         // The new image restores, fails, and the old binary restores the same state.
         d.wait_for("the fallback restoring", secs(30), |v| {
             v["message"] == "upgrade: restoring" && v["fallback"] == true
@@ -459,7 +462,7 @@ max_retry = -1
 }
 
 #[test]
-fn a_rollout_in_progress_is_rolled_again_by_the_new_image() {
+fn a_rollout_in_progress_is_resumed_by_the_new_image() {
     let mut d = Daemon::start(&format!(
         r#"
 [sockets.web]
@@ -489,7 +492,7 @@ start_timeout = "20s"
     let new = copy_binary(&d, "ringmaster-new");
     let r = upgrade(&mut d, &new);
     assert_eq!(r["status"], "ok", "{r}");
-    d.wait_msg("upgrade: rolling again", Some("web"), secs(10));
+    d.wait_msg("upgrade: resuming the rollout", Some("web"), secs(10));
     // The rollout ends with 3 ready processes, none of them an old one.
     eventually("the rollout finished", secs(60), || {
         let st = call(&d, "status", json!({"name": "web", "verbose": true}));

@@ -256,6 +256,10 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
             }
         }
     }
+    if let ControlCommand::Upgrade { wait, .. } = &cmd {
+        // The new image replies, once it has restored.
+        client.set_timeout(Duration::from_secs_f64(wait.clamp(0.001, 86_400.0)));
+    }
     let reply = match client.call(name, properties).await {
         Ok(r) => r,
         Err(ClientError::Timeout(t)) => {
@@ -298,47 +302,16 @@ async fn call(cmd: ControlCommand, conn: Conn) -> ExitCode {
         }
         return listen(&reply, topics, *count).await;
     }
-    if let (ControlCommand::Upgrade { wait, .. }, false) = (&cmd, is_error) {
-        let to = reply["to"]["binary_id"].as_str().unwrap_or_default().to_string();
-        let bound = Duration::from_secs_f64(wait.clamp(0.001, 86_400.0));
-        if let Err(e) = wait_for_binary(&ep, &to, bound).await {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_TRANSPORT);
+    if let (ControlCommand::Upgrade { .. }, false) = (&cmd, is_error) {
+        if reply["fallback"] == true {
+            eprintln!(
+                "error: the new binary could not restore; the daemon (pid {}) runs the previous binary {} again",
+                reply["pid"], reply["to"]["binary_id"]
+            );
+            return ExitCode::from(EXIT_ERROR_REPLY);
         }
     }
     print_reply(name, &reply, json_out, is_error)
-}
-
-/// After `upgrade`: the reply came from the old image; wait until the new
-/// one answers `globaloptions` with binary `to` (bounded by `bound`).
-async fn wait_for_binary(ep: &str, to: &str, bound: Duration) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + bound;
-    let mut last = String::from("no answer");
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            return Err(format!(
-                "the daemon did not answer as the new binary {to} within {bound:?} ({last})"
-            ));
-        }
-        // One attempt per connection: the old image's connection dies at the exec.
-        let attempt = left.min(Duration::from_secs(2));
-        match Client::connect(ep, attempt).await {
-            Ok(mut c) => match c.call("globaloptions", Map::new()).await {
-                Ok(r) => {
-                    let now = r["options"]["binary_id"].as_str().unwrap_or_default();
-                    if now == to {
-                        return Ok(());
-                    }
-                    last = format!("binary {now} answered");
-                }
-                Err(e) => last = e.to_string(),
-            },
-            Err(e) => last = format!("{e:#}"),
-        }
-        // The new image is starting: ask again shortly.
-        tokio::time::sleep(Duration::from_millis(20).min(left)).await;
-    }
 }
 
 /// Prints `watcher[pid] | line` (stderr lines marked); returns the newest time.

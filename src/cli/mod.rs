@@ -245,7 +245,7 @@ pub enum ControlCommand {
         /// The new binary (default: the running binary's path).
         #[arg(long)]
         binary: Option<PathBuf>,
-        /// How long to wait for the new binary to answer, in seconds.
+        /// How long to wait for the new binary's reply, in seconds.
         #[arg(long, default_value_t = 60.0)]
         wait: f64,
     },

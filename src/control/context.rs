@@ -95,10 +95,14 @@ impl Ctx {
         T: 'static,
         M::Result: Send,
     {
-        self.root
+        let done = self
+            .root
             .send(m)
             .await
             .map_err(|e| CommandError::command(format!("supervisor unavailable: {e}")))?
-            .map_err(CommandError::from)
+            .map_err(CommandError::from)?;
+        // Accepted: an upgrade from now on must not run it again.
+        crate::control::carry::mark(crate::control::carry::Awaiting::Interrupted);
+        Ok(done)
     }
 }

@@ -37,10 +37,10 @@ pub(crate) struct Upgrade {
 }
 
 /// The snapshot is taken and nothing moves; `go` executes the new binary
-/// (send it once the reply is on its way: the control socket is closed next).
+/// (the control connections, and the request that asked, are carried
+/// across the exec: the next image replies).
 pub(crate) struct Upgrading {
     pub from: preflight::Answer,
-    pub to: preflight::Answer,
     pub go: oneshot::Sender<()>,
 }
 
@@ -64,17 +64,30 @@ impl Handler<Upgrade> for Supervisor {
             same_specs(&registry, &config).await?;
             Ok::<_, String>((binary, to))
         };
-        // Waited on: no other request reaches the root until the upgrade is done or abandoned.
+        // Waited on: no other request reaches the root until the upgrade is
+        // abandoned, or ever once it goes on (the thaw never comes: the exec
+        // replaces this image), so that a request meanwhile is run by the
+        // next image, once, instead of changing what the snapshot missed.
         ctx.wait(checks.into_actor(self).then(move |checked, act, _| {
-            let fut = match checked {
-                Err(e) => FutureExt::boxed_local(futures::future::ready(Err(e))),
-                Ok((binary, to)) => FutureExt::boxed_local(act.freeze_and_snapshot(binary, to)),
+            let (fut, thaw) = match checked {
+                Err(e) => (FutureExt::boxed_local(futures::future::ready(Err(e))), None),
+                Ok((binary, to)) => {
+                    let (thaw, f) = act.freeze_and_snapshot(binary, to);
+                    (FutureExt::boxed_local(f), Some(thaw))
+                }
             };
-            fut.into_actor(act).map(move |r, _, _| {
-                if r.is_err() {
+            fut.into_actor(act).then(move |r, act, _| {
+                let ok = r.is_ok();
+                if !ok {
                     crate::upgrade::abandoned();
                 }
                 let _ = tx.send(r);
+                async move {
+                    if let (true, Some(thaw)) = (ok, thaw) {
+                        let _ = thaw.await;
+                    }
+                }
+                .into_actor(act)
             })
         }));
         Box::pin(async move {
@@ -144,14 +157,19 @@ fn same(a: &WatcherSpec, b: &WatcherSpec) -> bool {
 
 impl Supervisor {
     /// Point of no return once Ok: everything stands still until the exec.
+    /// Also returns the thaw (it resolves if the exec fails).
     fn freeze_and_snapshot(
         &mut self,
         binary: PathBuf,
         to: preflight::Answer,
-    ) -> impl std::future::Future<Output = Result<Upgrading, String>> + 'static {
+    ) -> (
+        futures::future::Shared<oneshot::Receiver<()>>,
+        impl std::future::Future<Output = Result<Upgrading, String>> + 'static,
+    ) {
         Reaper::global().freeze();
         let (thaw_tx, thaw_rx) = oneshot::channel::<()>();
         let thaw = thaw_rx.shared();
+        let root_thaw = thaw.clone();
         let watchers = self.registry.by_priority();
         let frozen = join_all(
             watchers
@@ -170,7 +188,7 @@ impl Supervisor {
             .collect();
         let config_path = self.config.borrow().path.clone();
         let (closers, notifier, hub) = (self.closers.clone(), self.notifier.clone(), self.hub.clone());
-        async move {
+        let fut = async move {
             let snaps = tokio::time::timeout(FREEZE_TIMEOUT, frozen)
                 .await
                 .unwrap_or_default();
@@ -228,6 +246,7 @@ impl Supervisor {
                         .map(|(watcher, stream, seq)| LogSeq { watcher, stream, seq })
                         .collect(),
                 },
+                control: Default::default(),
             };
             let prepared = match failed {
                 Some(e) => Err(e),
@@ -243,6 +262,7 @@ impl Supervisor {
                 }
             };
             let (go, went) = oneshot::channel();
+            tracing::info!(to = %to.binary_id, watchers = snap.watchers.len(), "upgrade: snapshot taken, executing the new binary");
             actix::spawn(async move {
                 // The reply is produced when `go` fires; then the exec.
                 if went.await.is_err() {
@@ -251,11 +271,11 @@ impl Supervisor {
                 if let Some(n) = &notifier {
                     n.reloading();
                 }
-                execute(binary, closers, state, prepared, fallback, thaw_tx).await;
+                execute(binary, closers, snap, (state, prepared, fallback), thaw_tx).await;
             });
-            tracing::info!(to = %to.binary_id, watchers = snap.watchers.len(), "upgrade: snapshot taken, executing the new binary");
-            Ok(Upgrading { from, to, go })
-        }
+            Ok(Upgrading { from, go })
+        };
+        (root_thaw, fut)
     }
 }
 
@@ -291,14 +311,15 @@ fn prepare(snap: &Snapshot) -> Result<Prepped, String> {
 }
 
 /// Closes the control and pubsub sockets (their listeners stay open, and so
-/// do their ipc files), flushes the logs, and executes the new binary; if
-/// that fails, the running binary again, which restores the same state.
+/// do their ipc files, and the control socket's established connections
+/// with the requests they wait on, added to the snapshot), flushes the logs,
+/// and executes the new binary; if that fails, the running binary again,
+/// which restores the same state.
 async fn execute(
     binary: PathBuf,
     closers: Rc<RefCell<Closers>>,
-    state: OwnedFd,
-    prepared: Prepared,
-    fallback: Prepared,
+    mut snap: Snapshot,
+    prepped: Prepped,
     thaw: oneshot::Sender<()>,
 ) {
     crate::upgrade::listeners::KEEP_IPC_FILES.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -310,8 +331,20 @@ async fn execute(
             c.logs.clone(),
         )
     };
+    let mut kept_connections = Vec::new();
+    let (mut state, mut prepared, mut fallback) = prepped;
     if let Some(c) = control {
-        c.shutdown().await;
+        let handed = c.hand_over().await;
+        snap.control = handed.carry;
+        match prepare(&snap) {
+            Ok((s, p, f)) => {
+                (state, prepared, fallback) = (s, p, f);
+                kept_connections = handed.fds;
+            }
+            // The snapshot without them (taken before) still holds: the
+            // connections close, their clients see no reply.
+            Err(e) => tracing::warn!("upgrade: the control connections cannot be kept: {e}"),
+        }
     }
     for p in publishers {
         p.shutdown().await;
@@ -324,7 +357,7 @@ async fn execute(
     tracing::error!(binary = %binary.display(), "upgrade: cannot execute the new binary ({e}); executing the running one again");
     let e = fallback.exec(&Target::Kept);
     tracing::error!("upgrade: cannot execute the running binary again either ({e}); the supervised processes are left running, unsupervised");
-    drop((state, thaw));
+    drop((state, thaw, kept_connections));
     std::process::exit(1);
 }
 

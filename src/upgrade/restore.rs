@@ -47,6 +47,9 @@ pub(crate) fn from_env() -> Option<Restoring> {
     if let Some(a) = &snap.notify_address {
         crate::readiness::notify::NotifyRouter::reuse_address(a);
     }
+    if fallback {
+        super::set_fell_back();
+    }
     let r = Restoring {
         snap,
         state_fd,
@@ -143,6 +146,11 @@ impl Restoring {
         }
         super::listeners::install_inherited(m);
         Ok(())
+    }
+
+    /// A duplicate of a control connection the previous image kept open.
+    pub(crate) fn control_conn(&self, c: &super::connections::CarriedConn) -> std::io::Result<OwnedFd> {
+        dup(c.fd)
     }
 
     /// Duplicates of a slot's stdout/stderr pipes.

@@ -31,6 +31,9 @@ pub(crate) struct Snapshot {
     pub written: f64,
     #[serde(default)]
     pub carry: DaemonCarry,
+    /// Established control connections and their pending requests.
+    #[serde(default)]
+    pub control: super::connections::ControlCarry,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,14 +52,15 @@ pub(crate) struct ListenerFd {
     pub unix: bool,
 }
 
-/// What a watcher was doing; whatever was in progress is begun again (see
-/// docs/operations.md, "Upgrade in place").
+/// What a watcher was doing; a rollout in progress is resumed, a stop is
+/// begun again (see docs/operations.md, "Upgrade in place").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum WatcherMode {
     /// Processes wanted (starting, active).
     Active,
-    /// A rolling replacement was in progress: the next image rolls again.
+    /// A rolling replacement was in progress: the next image rolls the
+    /// slots it had not replaced yet (`WatcherSnap::rollout`).
     Rolling,
     Stopping,
     Stopped,
@@ -74,6 +78,18 @@ pub(crate) struct WatcherSnap {
     /// The `logs` history (oldest first).
     #[serde(default)]
     pub history: Vec<HistoryLine>,
+    /// With mode `Rolling`: how far the rollout got (the next image resumes it).
+    #[serde(default)]
+    pub rollout: Option<RolloutSnap>,
+}
+
+/// A rollout in progress at the exec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RolloutSnap {
+    /// Slots (`slot_id`) the rollout added: already rolled, kept as they are.
+    pub rolled: Vec<u64>,
+    /// One at a time, old first (`reload --sequential`).
+    pub sequential: bool,
 }
 
 /// One kept line of output (not UTF-8: replaced characters).
@@ -216,6 +232,7 @@ impl Snapshot {
     pub(crate) fn fds(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self.sockets.iter().map(|s| s.fd).collect();
         v.extend(self.listeners.iter().map(|l| l.fd));
+        v.extend(self.control.fds());
         for w in &self.watchers {
             for s in w.slots.iter().chain(&w.retiring) {
                 v.extend(s.stdout_fd);

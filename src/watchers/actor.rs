@@ -54,6 +54,8 @@ pub struct WatcherActor {
     pub(super) queued_gate: Option<Gate>,
     /// (wid, failures) of the slot that gave up, for the `failed` event.
     pub(super) last_failure: (u32, u32),
+    /// A rollout across an upgrade (see `upgrade.rs`).
+    pub(super) resume: super::upgrade::Resume,
 }
 
 pub(super) fn inherited(
@@ -107,6 +109,7 @@ impl WatcherActor {
             gate: None,
             queued_gate: None,
             last_failure: (0, 0),
+            resume: Default::default(),
         }
     }
 
@@ -244,7 +247,11 @@ impl WatcherActor {
                         (act.spec.max_surge, act.spec.max_unavailable)
                     };
                     act.rolling_to = Some(act.spec_version);
-                    let olds = act.slots.running_ids();
+                    let mut olds = act.slots.running_ids();
+                    act.resume.sequential = sequential;
+                    if let Some(rolled) = act.resume.rolled.take() {
+                        olds = act.resume_rollout(rolled, olds);
+                    }
                     let f = act.rollout(op, olds, surge, unavailable, ctx);
                     ctx.spawn(f.map(move |info, act, ctx| act.feed(Event::RolloutDone { op, info }, ctx)));
                 });

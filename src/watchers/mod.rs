@@ -28,7 +28,7 @@ pub use queries::{GetSpec, GetState, GetStatus, WatcherStatus};
 pub(crate) use signal::children;
 pub use signal::SignalWatcher;
 pub use state::{Outcome, RestartHow, WatcherState};
-pub(crate) use upgrade::{FreezeWatcher, SlotFds};
+pub(crate) use upgrade::{FreezeWatcher, JoinResumed, SlotFds};
 
 /// The most processes one watcher may run (`incr`, `decr`, `set`): beyond it a
 /// typo such as numprocesses = 1e9 would freeze the daemon spawning.

@@ -172,8 +172,27 @@ impl WatcherActor {
     ) -> Op<StartInfo> {
         let me = ctx.address();
         let name = self.spec.name.clone();
+        let first = self.resume.first.take();
         let fut = async move {
             let mut info = StartInfo::default();
+            if let Some(first) = first {
+                // Resumed after an upgrade (see `upgrade.rs`).
+                collect(
+                    &mut info,
+                    join_all(first.ready.iter().map(|a| a.send(WaitReady))).await,
+                );
+                if !info.errors.is_empty() {
+                    let reason = info.errors.join("; ");
+                    info.errors = vec![format!("rollout of {name} stopped, old processes kept: {reason}")];
+                    return info;
+                }
+                for (wid, id, pid) in first.replaced {
+                    if let Ok(Some(gone)) = me.send(RemoveSlot { op, wid, id }).await {
+                        let _ = gone.await;
+                    }
+                    info.stopped.push(pid);
+                }
+            }
             let batch = (surge + unavailable).max(1) as usize;
             let mut draining = Vec::new();
             for chunk in olds.chunks(batch) {

@@ -1,9 +1,11 @@
 //! A watcher across an upgrade: its snapshot (the watcher and all its slots
 //! frozen) and its restoration in the next image with the slots' processes
-//! adopted. What was in progress is begun again: a rollout as a new rolling
-//! replacement, a stop as a new stop.
+//! adopted. A rollout in progress is resumed (the slots it had replaced
+//! stay, the others roll), and whoever waited for it can join it
+//! ([`JoinResumed`]); a stop is begun again.
 
 use super::actor::{inherited, WatcherActor};
+use super::state::Outcome;
 use super::state::{RestartHow, WatcherState};
 use super::Command;
 use crate::config::WatcherSpec;
@@ -11,11 +13,74 @@ use crate::events::Events;
 use crate::processes::{FreezeSlot, ProcessActor};
 use crate::sockets::SocketInfo;
 use crate::streams::WatcherLogs;
-use crate::upgrade::snapshot::{SlotMode, SlotSnap, WatcherMode, WatcherSnap};
+use crate::upgrade::snapshot::{RolloutSnap, SlotMode, SlotSnap, WatcherMode, WatcherSnap};
 use actix::prelude::*;
-use futures::future::{join_all, Shared};
+use futures::future::{join_all, FutureExt, Shared};
 use std::os::fd::OwnedFd;
 use tokio::sync::oneshot;
+
+/// A watcher's rollout across an upgrade.
+#[derive(Default)]
+pub(crate) struct Resume {
+    /// The rollout in progress rolls one at a time (for the snapshot).
+    pub sequential: bool,
+    /// In the next image, until the rollout resumes: the slots already rolled.
+    pub rolled: Option<std::collections::HashSet<u64>>,
+    /// The resumed rollout's outcome.
+    pub outcome: Option<Shared<oneshot::Receiver<Outcome>>>,
+    /// The resumed rollout's first step, taken by `rollout`.
+    pub first: Option<FirstStep>,
+}
+
+/// Where a resumed rollout starts: the processes it started before the
+/// exec must be ready, then as many old ones as it had added beyond
+/// numprocesses stop (they were already replaced).
+pub(crate) struct FirstStep {
+    pub ready: Vec<Addr<ProcessActor>>,
+    pub replaced: Vec<(u32, u64, i32)>,
+}
+
+impl WatcherActor {
+    /// The rollout resumed in the next image: the slots it `rolled` before
+    /// the exec stay; returns the old slots still to roll (of `olds`).
+    pub(super) fn resume_rollout(
+        &mut self,
+        rolled: std::collections::HashSet<u64>,
+        mut olds: Vec<(u32, u64, i32)>,
+    ) -> Vec<(u32, u64, i32)> {
+        olds.retain(|(_, id, _)| !rolled.contains(id));
+        let ready = self
+            .slots
+            .live
+            .values()
+            .filter(|s| rolled.contains(&s.id))
+            .map(|s| s.addr.clone())
+            .collect();
+        let surplus = self
+            .slots
+            .live
+            .len()
+            .saturating_sub(self.numprocesses as usize)
+            .min(olds.len());
+        let replaced = olds.drain(..surplus).collect();
+        self.resume.first = Some(FirstStep { ready, replaced });
+        self.rollout_slots.extend(rolled);
+        olds
+    }
+}
+
+/// The outcome of the rollout this watcher resumed after an upgrade (None
+/// if it resumed none).
+#[derive(Message)]
+#[rtype(result = "Option<Shared<oneshot::Receiver<Outcome>>>")]
+pub(crate) struct JoinResumed;
+
+impl Handler<JoinResumed> for WatcherActor {
+    type Result = Option<Shared<oneshot::Receiver<Outcome>>>;
+    fn handle(&mut self, _: JoinResumed, _: &mut Self::Context) -> Self::Result {
+        self.resume.outcome.clone()
+    }
+}
 
 /// Upgrade: answer the watcher's state with every slot's, then do nothing
 /// until `thaw` resolves (or the exec ends this image).
@@ -50,6 +115,11 @@ impl Handler<FreezeWatcher> for WatcherActor {
                         |v: Vec<Result<SlotSnap, MailboxError>>| v.into_iter().collect::<Result<Vec<_>, _>>();
                     let snap = match (all(l), all(r)) {
                         (Ok(slots), Ok(retiring)) => Ok(WatcherSnap {
+                            rollout: (mode(act.life.state, act.rolling_to.is_some()) == WatcherMode::Rolling)
+                                .then(|| RolloutSnap {
+                                    rolled: act.rollout_slots.iter().copied().collect(),
+                                    sequential: act.resume.sequential,
+                                }),
                             name: act.spec.name.clone(),
                             mode: mode(act.life.state, act.rolling_to.is_some()),
                             numprocesses: act.numprocesses,
@@ -115,9 +185,17 @@ impl WatcherActor {
                 slots.push((s.clone(), fds(s), retiring));
             }
         }
-        let then = match snap.mode {
-            WatcherMode::Rolling => Some(Command::Restart(RestartHow::Rolling)),
-            WatcherMode::Stopping => Some(Command::Stop),
+        let then = match (snap.mode, &snap.rollout) {
+            (WatcherMode::Rolling, Some(r)) => {
+                w.resume.rolled = Some(r.rolled.iter().copied().collect());
+                Some(Command::Restart(if r.sequential {
+                    RestartHow::Sequential
+                } else {
+                    RestartHow::Rolling
+                }))
+            }
+            (WatcherMode::Rolling, None) => Some(Command::Restart(RestartHow::Rolling)),
+            (WatcherMode::Stopping, _) => Some(Command::Stop),
             _ => None,
         };
         WatcherActor::create(move |ctx| {
@@ -162,28 +240,40 @@ impl WatcherActor {
                 }
             }
             // Wid numbering goes on above the restored slots; the gaps are free.
+            // Freed only once numbering is past them: `take_wid` hands out
+            // free wids first, so freeing one inside the loop never ended it.
             if let Some(placeholder) = any {
+                let mut gaps = Vec::new();
                 loop {
                     let wid = w.slots.take_wid();
                     if wid >= max_wid {
                         break;
                     }
                     if !w.slots.live.contains_key(&wid) && !w.slots.retiring.contains_key(&wid) {
-                        w.slots.retiring.insert(wid, placeholder.clone());
-                        w.slots.retired(wid, &placeholder);
+                        gaps.push(wid);
                     }
+                }
+                for wid in gaps {
+                    w.slots.retiring.insert(wid, placeholder.clone());
+                    w.slots.retired(wid, &placeholder);
                 }
             }
             if let Some(c) = then {
                 let what = match c {
                     Command::Stop => "upgrade: stopping again",
+                    _ if w.resume.rolled.is_some() => "upgrade: resuming the rollout",
                     _ => "upgrade: rolling again",
                 };
                 tracing::info!(watcher = %w.spec.name, "{what}");
+                let (tx, rx) = oneshot::channel();
+                if !matches!(c, Command::Stop) {
+                    w.resume.outcome = Some(rx.shared());
+                }
                 let f = ctx.address().send(c);
                 ctx.spawn(
                     async move {
-                        let _ = f.await;
+                        let o = f.await.unwrap_or(Outcome::Canceled("the watcher went away"));
+                        let _ = tx.send(o);
                     }
                     .into_actor(&w),
                 );

@@ -1,8 +1,7 @@
 //! `upgrade` (and SIGUSR2): execute a new binary in place, keeping every
-//! process (see `crate::upgrade`). The reply is sent by the current image,
-//! just before the exec, with the version and binary the new image will
-//! report: the connection that asked does not survive the exec, so the CLI
-//! waits for the new image to answer `globaloptions` with that binary.
+//! process (see `crate::upgrade`). The connection that asked stays open
+//! across the exec and the new image replies on it ([`resumed`]), with its
+//! own version and binary: a reply means the new image runs.
 use super::Reply;
 use super::{props, Props};
 use crate::control::context::Ctx;
@@ -36,11 +35,26 @@ pub async fn execute(ctx: Ctx, r: Upgrade) -> Reply {
         .await
         .map_err(|e| CommandError::command(format!("supervisor unavailable: {e}")))?
         .map_err(CommandError::message)?;
+    // The next image answers: this request is carried across the exec.
+    crate::control::carry::mark(crate::control::carry::Awaiting::Upgrade { from: json!(up.from) });
+    let _ = up.go.send(());
+    std::future::pending().await
+}
+
+/// The reply to a carried `upgrade`, from the image that restored: `to` is
+/// this image (the previous binary again if the new one could not restore).
+pub fn resumed(from: Value) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("pid".into(), json!(std::process::id()));
-    m.insert("from".into(), json!(up.from));
-    m.insert("to".into(), json!(up.to));
-    // The reply is queued before this task yields again; the exec follows.
-    let _ = up.go.send(());
-    Ok(m)
+    m.insert("from".into(), from);
+    m.insert(
+        "to".into(),
+        json!(crate::upgrade::preflight::Answer {
+            version: crate::upgrade::VERSION.into(),
+            binary_id: crate::upgrade::binary_id(),
+            state_version: crate::upgrade::snapshot::STATE_VERSION,
+        }),
+    );
+    m.insert("fallback".into(), json!(crate::upgrade::fell_back()));
+    m
 }

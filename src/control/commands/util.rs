@@ -54,9 +54,19 @@ pub async fn spec_of(addr: &Addr<crate::watchers::WatcherActor>) -> Result<Arc<W
 /// outcome once it took effect (an error reply if it stopped short or a
 /// later command cancelled it); otherwise `None` once it is queued.
 pub async fn act(ctx: &Ctx, op: Op, on: Selection, waiting: bool) -> Result<Option<StartInfo>, CommandError> {
+    let rolls =
+        matches!(op, Op::Reload { .. }) || matches!((&op, &on), (Op::Restart, Selection::Named { .. }));
+    let name = match &on {
+        Selection::Named { pattern, .. } => Some(pattern.clone()),
+        Selection::All => None,
+    };
     let done = ctx.call(Act { op, on }).await?;
     if !waiting {
         return Ok(None);
+    }
+    if rolls {
+        // An upgrade meanwhile resumes the rollouts; the next image answers.
+        crate::control::carry::mark(crate::control::carry::Awaiting::Rollout { name });
     }
     let mut all = StartInfo::default();
     for (_, o) in done.wait().await.unwrap_or_default() {

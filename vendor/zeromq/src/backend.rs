@@ -1,8 +1,8 @@
 use crate::async_rt;
-use crate::codec::{FramedIo, Message, ZmqFramedRead};
+use crate::codec::{ConnState, FramedIo, Message, ZmqFramedRead};
 use crate::fair_queue::QueueInner;
 use crate::util::PeerIdentity;
-use crate::write_queue::write_message_queue;
+use crate::write_queue::write_message_queue_counted;
 use crate::{
     MultiPeerBackend, SocketBackend, SocketEvent, SocketOptions, SocketType, ZmqError, ZmqResult,
 };
@@ -61,6 +61,8 @@ pub(crate) struct GenericSocketBackend {
     peer_count: AtomicUsize,
     /// Notifiers for reconnection tasks - keyed by `peer_id`
     disconnect_notifiers: Mutex<HashMap<PeerIdentity, DisconnectNotifier>>,
+    /// RINGMASTER-PATCH: each connected peer's fd and state, for `export_peers`.
+    pub(crate) connections: Mutex<HashMap<PeerIdentity, Arc<ConnState>>>,
 }
 
 impl GenericSocketBackend {
@@ -79,6 +81,7 @@ impl GenericSocketBackend {
             single_peer: Mutex::new(None),
             peer_count: AtomicUsize::new(0),
             disconnect_notifiers: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -149,6 +152,13 @@ impl GenericSocketBackend {
         }
     }
 
+    /// RINGMASTER-PATCH: one more message for the peer's writer (see ConnState).
+    fn count_queued(&self, peer_id: &PeerIdentity) {
+        if let Some(c) = self.connections.lock().get(peer_id) {
+            c.queued.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     pub(crate) async fn send_to_peer(
         &self,
         peer_id: &PeerIdentity,
@@ -158,7 +168,10 @@ impl GenericSocketBackend {
             .finish_cached_send(self.try_send_cached_single_peer(message, Some(peer_id)))
             .await?
         {
-            SendResolution::Sent => return Ok(()),
+            SendResolution::Sent => {
+                self.count_queued(peer_id);
+                return Ok(());
+            }
             SendResolution::Miss(message) => message,
         };
 
@@ -167,7 +180,10 @@ impl GenericSocketBackend {
             None => return Err(ZmqError::Other("Destination client not found by identity")),
         };
         match send_result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.count_queued(peer_id);
+                Ok(())
+            }
             Err(e) => {
                 self.peer_disconnected(peer_id);
                 Err(e.into())
@@ -268,6 +284,7 @@ impl SocketBackend for GenericSocketBackend {
     }
 
     fn shutdown(&self) {
+        self.connections.lock().clear();
         self.peers.clear_sync();
         self.single_peer.lock().take();
         self.peer_count.store(0, Ordering::Release);
@@ -286,6 +303,8 @@ impl SocketBackend for GenericSocketBackend {
 #[async_trait]
 impl MultiPeerBackend for GenericSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+        let conn = io.conn();
+        self.connections.lock().insert(peer_id.clone(), conn.clone());
         let (recv_queue, send_queue) = io.into_parts();
         let (queue_sender, queue_receiver) = mpsc::channel(PEER_SEND_QUEUE_CAPACITY);
         self.peers
@@ -300,7 +319,9 @@ impl MultiPeerBackend for GenericSocketBackend {
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
-            if let Err(error) = write_message_queue(queue_receiver, send_queue).await {
+            if let Err(error) =
+                write_message_queue_counted(queue_receiver, send_queue, Some(&conn.written)).await
+            {
                 log::debug!(
                     "Error sending message to peer {:?}: {:?}",
                     writer_peer_id,
@@ -319,6 +340,7 @@ impl MultiPeerBackend for GenericSocketBackend {
     }
 
     fn peer_disconnected(&self, peer_id: &PeerIdentity) {
+        self.connections.lock().remove(peer_id);
         let peer_removed = self.peers.remove_sync(peer_id).is_some();
         self.refresh_single_peer_cache();
         match &self.fair_queue_inner {

@@ -111,7 +111,60 @@ impl SocketSend for RouterSocket {
     }
 }
 
+/// RINGMASTER-PATCH: an established connection of a ROUTER, as
+/// [`RouterSocket::export_peers`] reports it.
+#[derive(Debug, Clone)]
+pub struct ExportedPeer {
+    /// The routing id (the identity frame of its messages).
+    pub identity: bytes::Bytes,
+    /// The stream's fd, owned by the socket: valid while the peer is connected.
+    pub fd: std::os::fd::RawFd,
+    /// A Unix (ipc) stream, else tcp.
+    pub unix: bool,
+    /// No part of a message from the peer is read but undelivered, and every
+    /// message sent to it is written: the fd can be handed on as it is.
+    pub quiet: bool,
+}
+
 impl RouterSocket {
+    /// RINGMASTER-PATCH: the established connections (tcp and ipc), for a
+    /// process that hands them to another (with `adopt_peer` there).
+    /// Stop calling `recv` first, so that no more bytes are read.
+    pub fn export_peers(&self) -> Vec<ExportedPeer> {
+        self.backend
+            .connections
+            .lock()
+            .iter()
+            .filter_map(|(id, c)| {
+                let quiet = c.at_boundary.load(std::sync::atomic::Ordering::Acquire)
+                    && c.written.load(std::sync::atomic::Ordering::Acquire)
+                        >= c.queued.load(std::sync::atomic::Ordering::Acquire);
+                Some(ExportedPeer {
+                    identity: id.clone().into(),
+                    fd: c.raw_fd?,
+                    unix: c.unix,
+                    quiet,
+                })
+            })
+            .collect()
+    }
+
+    /// RINGMASTER-PATCH: takes over an established connection that another
+    /// process exported (greeting and READY already exchanged, no partial
+    /// message either way): no new handshake, the same routing id.
+    #[cfg(all(feature = "tokio-runtime", unix))]
+    pub async fn adopt_peer(
+        &mut self,
+        fd: std::os::fd::OwnedFd,
+        unix: bool,
+        identity: bytes::Bytes,
+    ) -> ZmqResult<()> {
+        let peer_id: PeerIdentity = identity.try_into()?;
+        let io = crate::transport::adopt_stream(fd, unix, self.backend.socket_options().clone())?;
+        self.backend.clone().peer_connected(&peer_id, io).await;
+        Ok(())
+    }
+
     /// Splits the socket into separate send and recv halves, allowing concurrent
     /// sending and receiving from independent async tasks.
     ///

@@ -2,18 +2,30 @@ use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const WRITE_BATCH_LIMIT: usize = 128;
 
 /// Writes queued socket messages into the underlying framed sink in small batches.
 #[inline]
 pub(crate) async fn write_message_queue(
+    queue_receiver: mpsc::Receiver<Message>,
+    send_queue: ZmqFramedWrite,
+) -> CodecResult<()> {
+    write_message_queue_counted(queue_receiver, send_queue, None).await
+}
+
+/// RINGMASTER-PATCH: as `write_message_queue`, counting in `written` the
+/// messages flushed (see ConnState).
+pub(crate) async fn write_message_queue_counted(
     mut queue_receiver: mpsc::Receiver<Message>,
     mut send_queue: ZmqFramedWrite,
+    written: Option<&AtomicU64>,
 ) -> CodecResult<()> {
     while let Some(message) = queue_receiver.next().await {
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
+        let mut fed = 1;
 
         for _ in 1..WRITE_BATCH_LIMIT {
             let message = match queue_receiver.try_recv() {
@@ -21,9 +33,13 @@ pub(crate) async fn write_message_queue(
                 Err(_) => break,
             };
             send_queue.feed(message).await?;
+            fed += 1;
         }
 
         send_queue.flush().await?;
+        if let Some(w) = written {
+            w.fetch_add(fed, Ordering::AcqRel);
+        }
     }
 
     Ok(())

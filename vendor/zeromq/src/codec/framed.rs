@@ -10,6 +10,7 @@ use futures::{ready, AsyncRead, AsyncWrite, Stream};
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -35,6 +36,22 @@ pub struct ZmqFramedRead {
     // Configuration is shared; adaptation state belongs to this connection.
     options: Arc<SocketOptions>,
     short_reads: usize,
+    conn: Arc<ConnState>,
+}
+
+/// RINGMASTER-PATCH: what it takes to hand an established connection to
+/// another process (`RouterSocket::export_peers`): its fd, and whether its
+/// read side is between messages and its write side has sent everything.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// The stream's fd (set for tcp and Unix ipc streams).
+    pub(crate) raw_fd: Option<i32>,
+    pub(crate) unix: bool,
+    /// No byte read but not yet delivered as a whole message.
+    pub(crate) at_boundary: AtomicBool,
+    /// Messages handed to the peer's send queue / written and flushed.
+    pub(crate) queued: AtomicU64,
+    pub(crate) written: AtomicU64,
 }
 
 impl ZmqFramedRead {
@@ -46,6 +63,10 @@ impl ZmqFramedRead {
             read_chunk_size: options.read_buffer_initial_size,
             options,
             short_reads: 0,
+            conn: Arc::new(ConnState {
+                at_boundary: AtomicBool::new(true),
+                ..ConnState::default()
+            }),
         }
     }
 
@@ -109,6 +130,17 @@ impl Stream for ZmqFramedRead {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        let polled = this.poll_decode(cx);
+        // RINGMASTER-PATCH: see ConnState.
+        let boundary = this.buffer.is_empty() && this.codec.at_message_boundary();
+        this.conn.at_boundary.store(boundary, Ordering::Release);
+        polled
+    }
+}
+
+impl ZmqFramedRead {
+    fn poll_decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<CodecResult<Message>>> {
+        let this = self;
 
         // Consume buffered data first; read from the socket only when the
         // current buffer cannot produce a full message.
@@ -167,6 +199,25 @@ impl FramedIo {
 
     pub fn into_parts(self) -> (ZmqFramedRead, ZmqFramedWrite) {
         (self.read_half, self.write_half)
+    }
+
+    /// RINGMASTER-PATCH: the connection's shared state (see ConnState).
+    pub(crate) fn conn(&self) -> Arc<ConnState> {
+        self.read_half.conn.clone()
+    }
+
+    /// RINGMASTER-PATCH: records the stream's fd; call before the
+    /// connection is shared.
+    pub(crate) fn set_raw_fd(&mut self, fd: i32, unix: bool) {
+        if let Some(c) = Arc::get_mut(&mut self.read_half.conn) {
+            c.raw_fd = Some(fd);
+            c.unix = unix;
+        }
+    }
+
+    /// RINGMASTER-PATCH: the handshake already happened (adopted fd).
+    pub(crate) fn set_established(&mut self) {
+        self.read_half.codec.set_established();
     }
 }
 

@@ -52,6 +52,20 @@ impl ZmqCodec {
         }
     }
 
+    /// RINGMASTER-PATCH: a codec for a connection whose greeting and READY
+    /// exchange happened in another process (an adopted fd): it expects a
+    /// frame header, not a greeting.
+    pub(crate) fn set_established(&mut self) {
+        self.state = DecoderState::FrameHeader;
+        self.waiting_for = 1;
+    }
+
+    /// RINGMASTER-PATCH: between two messages (no frame or multipart message
+    /// half decoded), so the connection can be handed on as a bare fd.
+    pub(crate) fn at_message_boundary(&self) -> bool {
+        matches!(self.state, DecoderState::FrameHeader) && self.buffered_message.is_none()
+    }
+
     /// Returns the minimum additional bytes needed before decode can progress.
     pub(crate) fn bytes_needed(&self, buffered_len: usize) -> usize {
         self.waiting_for.saturating_sub(buffered_len)

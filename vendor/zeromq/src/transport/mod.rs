@@ -141,15 +141,78 @@ where
 #[cfg(feature = "tokio-runtime")]
 fn make_framed<T>(stream: T, options: Arc<crate::SocketOptions>) -> FramedIo
 where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + StreamFd + Send + Sync + 'static,
 {
     use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+    // RINGMASTER-PATCH: remember the fd, for RouterSocket::export_peers.
+    let fd = stream.stream_fd();
     let (read, write) = tokio::io::split(stream);
-    FramedIo::new(
+    let mut io = FramedIo::new(
         Box::new(read.compat()),
         Box::new(write.compat_write()),
         options,
-    )
+    );
+    if let Some((fd, unix)) = fd {
+        io.set_raw_fd(fd, unix);
+    }
+    io
+}
+
+/// RINGMASTER-PATCH: the fd of a tcp or Unix stream (None elsewhere).
+pub(crate) trait StreamFd {
+    fn stream_fd(&self) -> Option<(i32, bool)>;
+}
+
+#[cfg(all(feature = "tokio-runtime", feature = "tcp-transport", unix))]
+impl StreamFd for tokio::net::TcpStream {
+    fn stream_fd(&self) -> Option<(i32, bool)> {
+        Some((std::os::fd::AsRawFd::as_raw_fd(self), false))
+    }
+}
+
+#[cfg(all(feature = "tokio-runtime", feature = "ipc-transport", unix))]
+impl StreamFd for tokio::net::UnixStream {
+    fn stream_fd(&self) -> Option<(i32, bool)> {
+        Some((std::os::fd::AsRawFd::as_raw_fd(self), true))
+    }
+}
+
+#[cfg(all(feature = "tokio-runtime", feature = "tcp-transport", not(unix)))]
+impl StreamFd for tokio::net::TcpStream {
+    fn stream_fd(&self) -> Option<(i32, bool)> {
+        None
+    }
+}
+
+/// RINGMASTER-PATCH: an established connection handed over by another
+/// process (see `RouterSocket::adopt_peer`), framed without a greeting.
+#[cfg(all(feature = "tokio-runtime", unix))]
+pub(crate) fn adopt_stream(
+    fd: std::os::fd::OwnedFd,
+    unix: bool,
+    options: Arc<crate::SocketOptions>,
+) -> ZmqResult<FramedIo> {
+    let mut io = if unix {
+        #[cfg(feature = "ipc-transport")]
+        {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            make_framed(tokio::net::UnixStream::from_std(s)?, options)
+        }
+        #[cfg(not(feature = "ipc-transport"))]
+        return Err(crate::ZmqError::Socket("ipc transport not enabled"));
+    } else {
+        #[cfg(feature = "tcp-transport")]
+        {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            make_framed(tokio::net::TcpStream::from_std(s)?, options)
+        }
+        #[cfg(not(feature = "tcp-transport"))]
+        return Err(crate::ZmqError::Socket("tcp transport not enabled"));
+    };
+    io.set_established();
+    Ok(io)
 }
 
 #[allow(unused)]
