@@ -1,0 +1,110 @@
+//! Large operations stay proportionate: a big `incr` leaves every other
+//! watcher answering promptly, and a tree-mode stop of hundreds of processes
+//! (each with a grandchild in its own session) is quick and leaves nothing.
+
+mod common;
+use common::*;
+use ringmaster::control::client::Client;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn ask(c: &mut Client, cmd: &str, p: Value) -> Value {
+    let v = c
+        .call(cmd, props(p))
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let want = if cmd == "status" { "active" } else { "ok" };
+    assert_eq!(v["status"], want, "{cmd}: {v}");
+    v
+}
+
+fn pids_of(v: &Value) -> Vec<i32> {
+    v["pids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no pids in {v}"))
+        .iter()
+        .map(|p| p.as_i64().expect("numeric pid") as i32)
+        .collect()
+}
+
+/// Kills the processes a test recorded, should it fail half-way.
+struct Strays(Vec<i32>);
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+const INCR_N: usize = 2000;
+/// The slowest `list`/`status` of the other watcher allowed while the
+/// processes start. With every start prepared on the actors' thread at once,
+/// a 2,000-process `incr` held such replies for well over a second here.
+const PROMPT: Duration = Duration::from_millis(600);
+
+const INCR_CONFIG: &str = r#"
+[watchers.big]
+cmd = "sleep 1000"
+numprocesses = 0
+[watchers.other]
+cmd = "sleep 1000"
+"#;
+
+#[test]
+fn big_incr_leaves_other_watchers_answering() {
+    let mut d = Daemon::start(INCR_CONFIG);
+    d.wait_spawned("other", 1, secs(10));
+    d.wait_msg("control channel ready", None, secs(10));
+    let ep = endpoint(&d);
+    let incr = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut c = Client::connect(&ep, secs(120)).await.expect("connect");
+            let t = Instant::now();
+            let v = ask(
+                &mut c,
+                "incr",
+                json!({"name": "big", "nb": INCR_N, "waiting": true}),
+            )
+            .await;
+            (v, t.elapsed())
+        })
+    });
+    let r = rt();
+    let mut c = r
+        .block_on(Client::connect(&endpoint(&d), secs(10)))
+        .expect("connect");
+    let (mut worst, mut probes) = (Duration::ZERO, 0u32);
+    let deadline = Instant::now() + secs(180);
+    while !incr.is_finished() {
+        assert!(Instant::now() < deadline, "incr of {INCR_N} took over 180 s");
+        for cmd in ["list", "status"] {
+            let t = Instant::now();
+            let v = r.block_on(ask(&mut c, cmd, json!({"name": "other"})));
+            worst = worst.max(t.elapsed());
+            probes += 1;
+            if cmd == "list" {
+                assert_eq!(pids_of(&v).len(), 1, "{v}");
+            }
+        }
+    }
+    let (v, took) = incr.join().expect("incr thread");
+    assert_eq!(v["numprocesses"], INCR_N, "{v}");
+    // incr replies once every added process has been spawned.
+    let pids = pids_of(&r.block_on(ask(&mut c, "list", json!({"name": "big"}))));
+    let _strays = Strays(pids.clone());
+    assert_eq!(pids.len(), INCR_N, "pids listed right after the reply");
+    let dead: Vec<i32> = pids.iter().copied().filter(|p| !alive(*p)).collect();
+    assert!(dead.is_empty(), "listed but not running: {dead:?}");
+    eprintln!("incr {INCR_N}: {took:?}; {probes} probes of the other watcher, slowest {worst:?}");
+    assert!(probes > 0, "no probe ran while incr ({took:?}) was in progress");
+    assert!(
+        worst < PROMPT,
+        "a list/status of another watcher took {worst:?} during incr {INCR_N} ({took:?})"
+    );
+    let v = r.block_on(ask(&mut c, "stop", json!({"name": "big", "waiting": true})));
+    assert_eq!(v["status"], "ok");
+}
