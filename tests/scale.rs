@@ -108,3 +108,76 @@ fn big_incr_leaves_other_watchers_answering() {
     let v = r.block_on(ask(&mut c, "stop", json!({"name": "big", "waiting": true})));
     assert_eq!(v["status"], "ok");
 }
+
+const TREE_N: usize = 300;
+/// The longest a tree-mode stop of TREE_N processes may take: graceful_timeout
+/// (1 s, for the grandchildren that ignore SIGTERM) plus the work. A scan of
+/// all of /proc for every process that exits took far longer.
+const TREE_STOP: Duration = Duration::from_secs(8);
+
+// Each process has two grandchildren in sessions of their own: one stays its
+// child; one is orphaned at once (re-parented to the daemon) and ignores
+// SIGTERM, so only the SIGKILL after graceful_timeout ends it.
+const TREE_CONFIG: &str = r#"
+[ringmaster]
+kill_mode = "tree"
+[watchers.fan]
+cmd = '''sh -c '(setsid sh -c "trap \"\" TERM; echo \$\$ >> {dir}/gc.pids; exec sleep 1000" &); setsid sh -c "echo \$\$ >> {dir}/gc.pids; exec sleep 1000" & wait' '''
+numprocesses = 300
+graceful_timeout = 1
+"#;
+
+fn pids_in(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn tree_mode_stop_of_hundreds_is_quick_and_leaves_nothing() {
+    let mut d = Daemon::start(TREE_CONFIG);
+    let v = d.wait_msg("process containment", None, secs(10));
+    assert_eq!(v["kill_mode"], "tree", "{v}");
+    assert_eq!(
+        v["fork_events"], true,
+        "tree mode runs with fork events here: {v}"
+    );
+    let leaders = d.wait_spawned("fan", TREE_N, secs(120));
+    let mut strays = Strays(leaders.clone());
+    let file = d.path("gc.pids");
+    let mut grandchildren = Vec::new();
+    eventually(
+        &format!("{} grandchildren started", 2 * TREE_N),
+        secs(120),
+        || {
+            grandchildren = pids_in(&file);
+            grandchildren.len() >= 2 * TREE_N
+        },
+    );
+    strays.0.extend(&grandchildren);
+    let orphans = grandchildren
+        .iter()
+        .filter(|p| proc_status(**p, "PPid:") == d.pid().to_string())
+        .count();
+    assert!(
+        orphans >= TREE_N,
+        "{orphans} grandchildren re-parented to the daemon"
+    );
+    let t = Instant::now();
+    let r = call(&d, "stop", json!({"name": "fan", "waiting": true}));
+    let took = t.elapsed();
+    assert_eq!(r["status"], "ok", "{r}");
+    let left: Vec<i32> = strays.0.iter().copied().filter(|p| alive(*p)).collect();
+    eprintln!(
+        "tree-mode stop of {TREE_N} processes and {} grandchildren: {took:?}",
+        grandchildren.len()
+    );
+    assert!(
+        left.is_empty(),
+        "{} processes left after the stop: {left:?}",
+        left.len()
+    );
+    assert!(took < TREE_STOP, "tree-mode stop of {TREE_N} took {took:?}");
+}
