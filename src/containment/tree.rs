@@ -17,7 +17,8 @@
 //! `killpg` instead of being looked for. The reaper's snapshot of a group
 //! (rule 1 after the leader is reaped) needs nothing when the fork log is
 //! complete (its members descend from the leader); otherwise it looks only
-//! at the daemon's own children, where the leader's orphans went. Without
+//! at the daemon's own children, where the leader's orphans went (the
+//! daemon is a child subreaper; if not, all of /proc is read). Without
 //! the children files (a kernel without CONFIG_PROC_CHILDREN) all of /proc is
 //! read instead.
 //!
@@ -118,15 +119,16 @@ pub(crate) fn group_members(pgid: i32, is_leader: &dyn Fn(i32) -> bool) -> Vec<(
         // Every member descends from the leader: the fork log has them.
         return Vec::new();
     }
-    if !children_files() {
+    if !children_files() || !subreaper() {
         return all()
             .into_iter()
             .filter(member)
             .map(|s| (s.pid, s.start))
             .collect();
     }
-    // The leader's children came to the daemon when it exited; the members
-    // among them lead to the rest (closure, in the slot's refresh).
+    // The leader's children came to the daemon (the subreaper) when it
+    // exited; the members among them lead to the rest (closure, in the
+    // slot's refresh).
     let Some(me) = stat(std::process::id() as i32) else {
         return Vec::new();
     };
@@ -137,6 +139,14 @@ pub(crate) fn group_members(pgid: i32, is_leader: &dyn Fn(i32) -> bool) -> Vec<(
         .filter(member)
         .map(|s| (s.pid, s.start))
         .collect()
+}
+
+/// Whether orphans come to this process (see `reaper::become_subreaper`).
+fn subreaper() -> bool {
+    let mut on: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer.
+    let rc = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut on as *mut libc::c_int) };
+    rc == 0 && on != 0
 }
 
 /// One slot's processes, as (pid, start time).
