@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use tokio::sync::oneshot;
 
 /// Starts in flight at once per watcher.
-const WINDOW: usize = 64;
+const WINDOW: usize = 32;
 
 pub(super) struct Grow {
     /// The operation it works for; once another begins it adds nothing more.
