@@ -5,7 +5,7 @@
 //! one go kept a `list` of another watcher waiting for seconds. A grow keeps
 //! at most [`WINDOW`] starts in flight and adds the next slot only as one of
 //! them has spawned, so the thread goes back to its mailbox between steps and
-//! the spawner queue never fills. Slots are added only while the operation
+//! the spawner's queue stays short (it makes callers wait when full). Slots are added only while the operation
 //! that began the grow is current, so a stop is never overtaken by a start.
 
 use super::actor::WatcherActor;
