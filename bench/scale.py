@@ -34,12 +34,12 @@ def plan(quick):
         return dict(
             sizes=[(10, 10), (100, 10), (10, 100)],
             start_timeout=60, storm_s=10, fanout_kills=10, tput_s=3, idle_s=3,
-            n_rtt=50, n_cli=3,
+            n_rtt=50, n_cli=3, incr_n=200,
         )
     return dict(
         sizes=[(10, 10), (100, 10), (1000, 10), (100, 100)],
         start_timeout=240, storm_s=60, fanout_kills=20, tput_s=10, idle_s=10,
-        n_rtt=100, n_cli=5,
+        n_rtt=100, n_cli=5, incr_n=1000,
     )
 
 
@@ -142,6 +142,44 @@ def rtts(d, n, budget, fn):
         return out
     finally:
         c.close()
+
+
+def incr_latency(d, watcher, probe, n, budget):
+    """`list` of watcher `probe` over and over while `incr` (waiting) adds `n`
+    processes to `watcher`: the round trips (ms), and the incr's error if any.
+    Bounded by `budget` seconds and 100,000 calls."""
+    import threading
+
+    done, err = threading.Event(), []
+
+    def grow():
+        c = B.client_for(d)
+        c.timeout_ms = int(budget * 1000)
+        try:
+            r = c.call("incr", name=watcher, nb=n, waiting=True)
+            if r.get("status") != "ok":
+                err.append(r)
+        except Exception as e:
+            err.append(e)
+        finally:
+            c.close()
+            done.set()
+
+    t = threading.Thread(target=grow, daemon=True)
+    t.start()
+    c = B.client_for(d)
+    c.timeout_ms = 60_000
+    out = []
+    t_end = time.monotonic() + budget
+    try:
+        while not done.is_set() and time.monotonic() < t_end and len(out) < 100_000:
+            t0 = time.perf_counter_ns()
+            list_once(c, d, probe)
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        c.close()
+    t.join(timeout=budget)
+    return out, err
 
 
 def throughput(d, watchers, clients, seconds):
@@ -422,6 +460,13 @@ def one(ctx, R, P, system, W, N, heavy):
             R.add(f"scale_tput:{key}", system, rps)
             if failed:
                 R.note(f"scale {W}×{N}: {failed} of 20 clients of {system} failed")
+        if system != SV:
+            # Last: the added processes change what the figures above measure.
+            lat, err = incr_latency(d, watchers[0]["name"], mid, P["incr_n"], P["start_timeout"])
+            if err:
+                R.note(f"scale {W}×{N}: incr {P['incr_n']} of {system}: {err[0]}")
+            elif lat:
+                R.add(f"scale_incr_list_max_ms:{key}", system, max(lat))
         return True
     finally:
         d.stop()
@@ -491,6 +536,8 @@ def report(R, L, quick):
         ("`status` round trip, median (ms)", "scale_status_ms", 2),
         ("`list` of one watcher, median (ms)", "scale_list_ms", 2),
         ("CLI `status` wall time (ms)", "scale_cli_ms", 0),
+        (f"slowest `list` of one watcher while `incr` adds {P['incr_n']:,} to another (ms)",
+         "scale_incr_list_max_ms", 1),
     ]
     for w, n in sizes:
         for title, k, dg in rows:

@@ -24,6 +24,9 @@ impl Handler<Exited> for Collect {
     }
 }
 
+/// The tests share one reaper, which reaps every child: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct KillOnDrop(i32);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -70,6 +73,7 @@ fn leader_with_pid(pid: i32) -> Option<std::process::Child> {
 #[allow(clippy::zombie_processes)]
 fn group_membership_is_read_before_the_pid_is_released() {
     assert_eq!(unsafe { libc::geteuid() }, 0, "forcing pid reuse needs root");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sys = System::new();
     sys.block_on(async {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -127,5 +131,74 @@ fn group_membership_is_read_before_the_pid_is_released() {
         );
         let _ = stranger.kill();
         let _ = stranger.wait();
+    });
+}
+
+/// Without fork events, a subreaper finds an exited leader's group among its
+/// own children (where the leader's orphans went) instead of reading all of
+/// /proc. This binary starts no fork log, so that is the path taken here.
+#[test]
+#[allow(clippy::zombie_processes)]
+fn a_subreaper_finds_the_group_among_its_children() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ringmaster::reaper::become_subreaper();
+    let sys = System::new();
+    sys.block_on(async {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let who = Collect(tx).start().recipient();
+        // Two members: one stays in the group, one leaves it (not a member).
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "sleep 1000 >/dev/null & echo $!; setsid sleep 1000 >/dev/null & echo $!",
+        ])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped());
+        let mut child = Reaper::global().spawn(&mut cmd, who.clone()).expect("spawn");
+        let mut out = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let pids: Vec<i32> = out.lines().map(|l| l.trim().parse().unwrap()).collect();
+        let _guards: Vec<KillOnDrop> = pids.iter().map(|p| KillOnDrop(*p)).collect();
+        let leader = child.id() as i32;
+        wait_until("leader is a zombie", || zombie(leader));
+        // (ppid, pgid) of a process.
+        let field = |p: i32, n: usize| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(n)?
+                        .parse::<u32>()
+                        .ok()
+                })
+        };
+        let parent = |p: i32| field(p, 1);
+        wait_until("the second one left the group", || {
+            field(pids[1], 2) == Some(pids[1] as u32)
+        });
+        for &p in &pids {
+            assert_eq!(
+                parent(p),
+                Some(std::process::id()),
+                "orphan {p} came to the subreaper"
+            );
+        }
+        Reaper::global().reap_all();
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("Exited in time")
+            .expect("Exited");
+        assert_eq!(m.pid, leader);
+        assert_eq!(m.group.iter().map(|g| g.0).collect::<Vec<_>>(), vec![pids[0]]);
+        for &p in &pids {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        wait_until("orphans reaped", || {
+            Reaper::global().reap_all();
+            pids.iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        });
     });
 }

@@ -12,6 +12,7 @@
 //! under its own cgroup v2, `tree` otherwise.
 
 pub(crate) mod cgroup;
+pub(crate) mod forks;
 pub(crate) mod tree;
 
 use crate::config::model::KillModeSetting;
@@ -79,8 +80,8 @@ pub(crate) fn init(config: Option<KillModeSetting>) -> Result<KillMode, String> 
         KillMode::Tree
     };
     if mode == KillMode::Tree {
-        if let Err(e) = tree::start_fork_log() {
-            tree::no_fork_log();
+        if let Err(e) = forks::start_fork_log() {
+            forks::no_fork_log();
             tracing::warn!("no fork events ({e}): a process that leaves its group and loses its parent before a stop survives it, until the daemon exits");
         }
     }
@@ -91,7 +92,7 @@ pub(crate) fn init(config: Option<KillModeSetting>) -> Result<KillMode, String> 
         }
         None => tracing::info!(
             kill_mode = active.mode.as_str(),
-            fork_events = tree::forks().is_some(),
+            fork_events = forks::forks().is_some(),
             "process containment"
         ),
     }
@@ -122,10 +123,11 @@ pub(crate) fn teardown() {
 }
 
 /// The live members of the group `pgid` leads, read before the leader is
-/// reaped (tree mode; cgroup mode needs no snapshot).
-pub(crate) fn snapshot_before_reap(pgid: i32) -> Vec<(i32, u64)> {
+/// reaped (tree mode; cgroup mode needs no snapshot). `is_leader` tells which
+/// of the daemon's children are slot leaders.
+pub(crate) fn snapshot_before_reap(pgid: i32, is_leader: &dyn Fn(i32) -> bool) -> Vec<(i32, u64)> {
     match mode() {
-        KillMode::Tree => tree::group_members(pgid),
+        KillMode::Tree => tree::group_members(pgid, is_leader),
         KillMode::Cgroup => Vec::new(),
     }
 }
@@ -206,20 +208,15 @@ impl SlotContainment {
         }
     }
 
-    /// A check the reaper runs after each reap: true once the slot is empty.
-    pub(crate) fn emptiness(&self) -> Box<dyn FnMut() -> bool + Send> {
+    /// A check the reaper runs after each reap, given the pids it reaped:
+    /// true once the slot is empty.
+    pub(crate) fn emptiness(&self) -> crate::reaper::EmptyCheck {
         match &self.cgroup {
             Some(cg) => {
                 let cg = Arc::clone(cg);
-                Box::new(move || !cg.populated())
+                Box::new(move |_: &[i32]| !cg.populated())
             }
-            None => {
-                let mut t = self.tree.clone();
-                Box::new(move || {
-                    t.refresh(None);
-                    t.is_empty()
-                })
-            }
+            None => self.tree.emptiness(),
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -21,8 +21,11 @@ struct Pool {
 
 static POOL: OnceLock<Option<Pool>> = OnceLock::new();
 
-/// Queued jobs beyond the running ones before `run` falls back to the caller's thread.
+/// Jobs queued or running at once; `run` waits for room beyond that.
 const QUEUE: usize = 4096;
+/// One permit per job queued or running: a caller waits for one instead of
+/// spawning on its own thread, which is the actors' thread.
+static ROOM: Semaphore = Semaphore::const_new(QUEUE);
 const STACK: usize = 256 * 1024;
 
 fn pool() -> Option<&'static Pool> {
@@ -69,14 +72,18 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
 }
 
 /// Runs `f` on a spawner thread and returns its result, or `None` if `f`
-/// panicked there. Runs `f` on the calling thread if the pool cannot take it
-/// (no thread could be started, or thousands of spawns are already queued).
+/// panicked there. Waits while thousands of jobs are queued. Runs `f` on the
+/// calling thread only if no spawner thread could be started.
 pub async fn run<T, F>(f: F) -> Option<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let Some(pool) = pool() else {
+        return Some(f());
+    };
+    // Never closed; held until the job has run.
+    let Ok(_room) = ROOM.acquire().await else {
         return Some(f());
     };
     let (tx, rx) = oneshot::channel();
@@ -89,6 +96,8 @@ where
             let _ = tx.send(f());
         }
     });
+    // With a permit there is room in the channel: this fails only if every
+    // spawner thread is gone.
     if pool.tx.try_send(job).is_err() {
         let f = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         return f.map(|f| f());

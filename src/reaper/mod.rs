@@ -69,8 +69,9 @@ pub struct GroupGone {
     pub key: u64,
 }
 
-/// Answers true once what it watches is gone.
-pub type EmptyCheck = Box<dyn FnMut() -> bool + Send>;
+/// Answers true once what it watches is gone; given the pids just reaped
+/// (none for the first check), so it can skip work when none is its own.
+pub type EmptyCheck = Box<dyn FnMut(&[i32]) -> bool + Send>;
 
 #[derive(Default)]
 struct Registry {
@@ -153,7 +154,7 @@ impl Reaper {
     /// daemon (orphans come to it as subreaper). Answers at once if empty.
     pub fn watch_empty(&self, key: u64, mut check: EmptyCheck, who: Recipient<GroupGone>) {
         let mut reg = self.lock();
-        if check() {
+        if check(&[]) {
             who.do_send(GroupGone { key });
         } else {
             reg.groups.insert(key, (check, who));
@@ -224,20 +225,21 @@ impl Reaper {
         if reg.frozen {
             return 0;
         }
-        let mut n = 0;
+        let mut reaped = Vec::new();
         while let Some(pid) = peek_exited() {
             let group = if reg.owners.contains_key(&pid) || reg.in_flight > 0 {
-                crate::containment::snapshot_before_reap(pid)
+                let owners = &reg.owners;
+                crate::containment::snapshot_before_reap(pid, &|p| owners.contains_key(&p))
             } else {
                 Vec::new()
             };
             match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(p, code)) => {
-                    n += 1;
+                    reaped.push(p.as_raw());
                     deliver(&mut reg, p.as_raw(), ExitStatus::Code(code), group);
                 }
                 Ok(WaitStatus::Signaled(p, sig, _)) => {
-                    n += 1;
+                    reaped.push(p.as_raw());
                     deliver(&mut reg, p.as_raw(), ExitStatus::Signal(sig as i32), group);
                 }
                 Ok(WaitStatus::StillAlive) => break,
@@ -248,9 +250,10 @@ impl Reaper {
                 }
             }
         }
+        let n = reaped.len();
         if n > 0 && !reg.groups.is_empty() {
             reg.groups.retain(|&key, (check, who)| {
-                if check() {
+                if check(&reaped) {
                     who.do_send(GroupGone { key });
                     false
                 } else {

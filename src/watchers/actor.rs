@@ -46,8 +46,11 @@ pub struct WatcherActor {
     pub(super) logs: WatcherLogs,
     pub(super) waiters: HashMap<Ticket, oneshot::Sender<Outcome>>,
     pub(super) next_ticket: Ticket,
-    /// Starts of slots added by the last `Scale`, for whoever asked for it.
-    pub(super) scaled: Vec<futures::future::LocalBoxFuture<'static, ()>>,
+    /// Resolves once the slots added by the last `Scale` have spawned, for whoever asked for it.
+    pub(super) scaled: Option<futures::future::LocalBoxFuture<'static, ()>>,
+    /// The slots being added and started a few at a time (see `grow.rs`).
+    pub(super) growing: Option<super::grow::Grow>,
+    pub(super) grow_ids: u64,
     /// What the next operation waits for before it begins (see [`Sequenced`]).
     pub(super) gate: Option<Gate>,
     /// The gate of a sequenced command the table queued behind the operation in progress.
@@ -105,7 +108,9 @@ impl WatcherActor {
             logs,
             waiters: HashMap::new(),
             next_ticket: 0,
-            scaled: Vec::new(),
+            scaled: None,
+            growing: None,
+            grow_ids: 0,
             gate: None,
             queued_gate: None,
             last_failure: (0, 0),
@@ -257,21 +262,15 @@ impl WatcherActor {
                 });
             }
             Action::Scale | Action::ScaleUp => {
-                // Starts nobody asked to wait for run on; never drop one (that cancels it).
-                for s in std::mem::take(&mut self.scaled) {
-                    ctx.spawn(s.into_actor(self));
-                }
-                for s in self.scale_up(ctx) {
-                    self.scaled.push(Box::pin(async move {
-                        let _ = s.await;
-                    }));
-                }
+                // Only waits: the starts go on without it.
+                self.scaled = Some(self.scale_up(ctx));
                 if a == Action::Scale {
                     self.scale_down(ctx);
                 }
             }
             Action::Trim => self.scale_down(ctx),
             Action::KillAll => {
+                self.end_grow();
                 for a in self.slots.all_addrs() {
                     a.do_send(KillSlot);
                 }
@@ -361,18 +360,27 @@ impl WatcherActor {
         }
     }
 
-    /// Adds slots up to numprocesses and starts them, `warmup_delay` apart.
-    /// Returns the starts made at once (each resolves when its process has
-    /// been spawned).
-    pub(super) fn scale_up(&mut self, ctx: &mut Context<Self>) -> Vec<Request<ProcessActor, StartSlot>> {
+    /// Adds slots up to numprocesses and starts them: a few at a time (see
+    /// `grow.rs`), or `warmup_delay` apart. Resolves once the processes
+    /// started at once have been spawned.
+    pub(super) fn scale_up(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> futures::future::LocalBoxFuture<'static, ()> {
         let warmup = self.spec.warmup_delay;
+        if warmup.is_zero() {
+            let done = self.grow_join(ctx);
+            return Box::pin(async move {
+                let _ = done.await;
+            });
+        }
         let op = self.life.op();
-        let mut started = Vec::new();
+        let mut first = None;
         let mut k = 0u32;
         while (self.slots.live.len() as u32) < self.numprocesses {
             let (wid, addr) = self.add_slot(ctx);
-            if warmup.is_zero() || k == 0 {
-                started.push(addr.send(StartSlot));
+            if k == 0 {
+                first = Some(addr.send(StartSlot));
             } else {
                 ctx.run_later(warmup * k, move |act, _| {
                     // Only if no other operation began meanwhile and the slot is still there.
@@ -386,7 +394,11 @@ impl WatcherActor {
             }
             k += 1;
         }
-        started
+        Box::pin(async move {
+            if let Some(f) = first {
+                let _ = f.await;
+            }
+        })
     }
 
     /// Stops and takes out the highest slots above numprocesses.

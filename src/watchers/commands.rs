@@ -128,11 +128,14 @@ impl Handler<Resize> for WatcherActor {
         if self.spec.numprocesses != n {
             Arc::make_mut(&mut self.spec).numprocesses = n;
         }
+        self.scaled = None;
         self.feed(Event::Scale, ctx);
-        let started = std::mem::take(&mut self.scaled);
+        let started = self.scaled.take();
         let singleton = self.spec.singleton;
         Box::pin(async move {
-            join_all(started).await;
+            if let Some(s) = started {
+                s.await;
+            }
             (n, singleton)
         })
     }

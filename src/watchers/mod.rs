@@ -8,12 +8,14 @@
 //! - `commands.rs` — the messages that change a watcher;
 //! - `ops.rs` — the long operations: start, stop, rolling replacement;
 //! - `slots.rs` — slot bookkeeping and wid numbering;
+//! - `grow.rs` — many slots added and started a few at a time;
 //! - `reports.rs` — slot reports in, events out;
 //! - `queries.rs` — status, state, spec;
 //! - `signal.rs` — `signal`: to processes, children or descendants, with hooks.
 
 mod actor;
 mod commands;
+mod grow;
 mod ops;
 mod queries;
 mod reports;

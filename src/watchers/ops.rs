@@ -60,33 +60,28 @@ impl WatcherActor {
                     ctx.spawn(f);
                 }
             }
-            while (act.slots.live.len() as u32) < act.numprocesses {
-                act.add_slot(ctx);
-            }
             let kept: Vec<i32> = act.slots.running().into_iter().map(|(_, p)| p).collect();
-            let to_start: Vec<(u32, Addr<ProcessActor>)> = act
-                .slots
-                .live
-                .iter()
-                .filter(|(_, s)| s.pid.is_none())
-                .map(|(w, s)| (*w, s.addr.clone()))
-                .collect();
             // Circus's warmup: one process at a time, `warmup_delay` apart
-            // (readiness "delay" waits that long); other readiness kinds start all at once.
+            // (readiness "delay" waits that long); other readiness kinds start
+            // all at once, a window at a time (see `grow.rs`).
             let sequential = act.spec.ready.kind == ReadyKind::Delay && !act.spec.warmup_delay.is_zero();
-            let me = ctx.address();
-            // Parallel starts are queued now, before anything else can reach the slots.
-            let starts: Vec<_> = if sequential {
-                Vec::new()
-            } else {
-                to_start.iter().map(|(_, a)| a.send(StartSlot)).collect()
-            };
-            let work = async move {
-                let mut info = StartInfo {
-                    kept,
-                    ..Default::default()
-                };
-                if sequential {
+            let work = if sequential {
+                while (act.slots.live.len() as u32) < act.numprocesses {
+                    act.add_slot(ctx);
+                }
+                let to_start: Vec<(u32, Addr<ProcessActor>)> = act
+                    .slots
+                    .live
+                    .iter()
+                    .filter(|(_, s)| s.pid.is_none())
+                    .map(|(w, s)| (*w, s.addr.clone()))
+                    .collect();
+                let me = ctx.address();
+                Box::pin(async move {
+                    let mut info = StartInfo {
+                        kept,
+                        ..Default::default()
+                    };
                     for (wid, a) in &to_start {
                         match me.send(StartIfCurrent { op, wid: *wid }).await {
                             Ok(true) => {}
@@ -94,14 +89,29 @@ impl WatcherActor {
                         }
                         collect(&mut info, vec![a.send(WaitReady).await]);
                     }
-                } else {
-                    join_all(starts).await;
+                    info
+                }) as futures::future::LocalBoxFuture<'static, StartInfo>
+            } else {
+                let idle = act
+                    .slots
+                    .live
+                    .values()
+                    .filter(|s| s.pid.is_none())
+                    .map(|s| s.addr.clone())
+                    .collect();
+                let started = act.grow_start(op, idle, ctx);
+                Box::pin(async move {
+                    let mut info = StartInfo {
+                        kept,
+                        ..Default::default()
+                    };
+                    let started = started.await.unwrap_or_default();
                     collect(
                         &mut info,
-                        join_all(to_start.iter().map(|(_, a)| a.send(WaitReady))).await,
+                        join_all(started.iter().map(|a| a.send(WaitReady))).await,
                     );
-                }
-                info
+                    info
+                })
             };
             Box::pin(work.into_actor(act).then(move |info, act, _| {
                 // A start cancelled meanwhile runs no after_start (its stop ran after_stop).
