@@ -13,7 +13,9 @@
 # ---- build ------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# build.rs links the daemon's functions in this order (less resident code).
+COPY contrib/link-order.txt ./contrib/link-order.txt
 COPY vendor ./vendor
 COPY src ./src
 # Cargo.toml declares these targets, so their files must exist to build.

@@ -515,6 +515,53 @@ fn leave_nothing_behind() {
 mod tests {
     use super::use_ansi;
 
+    /// The vendored zeromq parses endpoints by hand instead of with two
+    /// regexes (vendor/zeromq/RINGMASTER-PATCH.md): what the regexes
+    /// accepted or refused, it must too.
+    #[test]
+    fn endpoints_parse_as_the_zeromq_regexes_did() {
+        use std::str::FromStr;
+        use zeromq::{Endpoint, Host};
+        let transport = regex::Regex::new(r"^([[:lower:]]+)://(.+)$").unwrap();
+        let host_port = regex::Regex::new(r"^(.+):([0-9]+)$").unwrap();
+        for s in [
+            "tcp://127.0.0.1:5555",
+            "tcp://[::1]:5555",
+            "tcp://localhost:0",
+            "tcp://a:b:7",
+            "ipc:///tmp/ringmaster.sock",
+            "ipc://relative/path",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:",
+            "tcp://:5555",
+            "tcp://h:5555\n",
+            "tcp://h:5\n5",
+            "TCP://h:1",
+            "tc1://h:1",
+            "://h:1",
+            "tcp:/h:1",
+            "tcp://",
+            "ipc://",
+            "udp://h:1",
+            "tcp://h:99999",
+            "tcp://h:+5",
+        ] {
+            let by_regex = transport.captures(s).and_then(|c| match &c[1] {
+                "tcp" => host_port
+                    .captures(&c[2])
+                    .and_then(|hp| Some((hp[1].parse::<Host>().ok()?, hp[2].parse::<u16>().ok()?)))
+                    .map(|(h, p)| Endpoint::Tcp(h, p)),
+                "ipc" => Some(Endpoint::Ipc(Some(c[2].into()))),
+                _ => None,
+            });
+            assert_eq!(Endpoint::from_str(s).ok(), by_regex, "{s:?}");
+        }
+        assert_eq!(
+            Endpoint::from_str("tcp://127.0.0.1:5555").ok(),
+            Some(Endpoint::Tcp(Host::Ipv4([127, 0, 0, 1].into()), 5555))
+        );
+    }
+
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {
         assert!(use_ansi(true, None));

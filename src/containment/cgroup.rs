@@ -198,7 +198,7 @@ impl Hierarchy {
     }
 }
 
-/// Forks a child that joins a test cgroup as spawned children will, so
+/// Starts a child in a test cgroup as spawned children will join theirs, so
 /// that `auto` does not pick a mode in which every spawn would fail (e.g. in
 /// a container whose cgroup files are visible but not writable).
 /// Called before the daemon starts any thread.
@@ -211,37 +211,103 @@ fn probe_join(root: &Path) -> io::Result<()> {
             Err(e)
         }
     })?;
-    let res = (|| {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(probe.join("cgroup.procs"))?;
-        let fd = f.as_raw_fd();
-        // SAFETY: the child makes only async-signal-safe calls (write, _exit).
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            // SAFETY: as above.
-            unsafe {
-                let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                libc::_exit(if ok { 0 } else { *libc::__errno_location() & 0x7f });
-            }
-        }
-        let status = loop {
-            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other.map_err(io::Error::from)?,
-            }
-        };
-        match status {
-            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-            nix::sys::wait::WaitStatus::Exited(_, errno) => Err(io::Error::from_raw_os_error(errno)),
-            other => Err(io::Error::other(format!("probe ended with {other:?}"))),
-        }
-    })();
+    // A child born in the cgroup passes the kernel's permission checks for
+    // joining it (write access to its cgroup.procs and to the common
+    // ancestor's) without a migration, whose `cgroup_threadgroup_rwsem`
+    // write lock waits for an RCU grace period: 10–100 ms of start-up on a
+    // busy machine. Where clone3 is unavailable (kernel, seccomp) or refuses,
+    // the child writes to cgroup.procs as before, which decides.
+    let res = born_in(&probe).or_else(|_| join_by_write(&probe));
     let _ = fs::remove_dir(&probe);
     res
+}
+
+/// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// A fork-like `clone3(CLONE_INTO_CGROUP)` whose child exits at once.
+fn born_in(dir: &Path) -> io::Result<()> {
+    let d = fs::File::open(dir)?;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: d.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: no CLONE_VM: the child runs on a copy of this (single-threaded)
+    // process and makes one async-signal-safe call, _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) }
+    }
+    match wait_exit(pid as i32)? {
+        0 => Ok(()),
+        code => Err(io::Error::other(format!("probe exited with {code}"))),
+    }
+}
+
+/// Forks a child that writes "0" to the cgroup's `cgroup.procs`.
+fn join_by_write(probe: &Path) -> io::Result<()> {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(probe.join("cgroup.procs"))?;
+    let fd = f.as_raw_fd();
+    // SAFETY: the child makes only async-signal-safe calls (write, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::_exit(if ok { 0 } else { *libc::__errno_location() & 0x7f });
+        }
+    }
+    match wait_exit(pid)? {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Reaps the probe child; its exit code.
+fn wait_exit(pid: i32) -> io::Result<i32> {
+    let status = loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other.map_err(io::Error::from)?,
+        }
+    };
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
+        other => Err(io::Error::other(format!("probe ended with {other:?}"))),
+    }
 }
 
 /// The initial PID namespace's inode number (`PROC_PID_INIT_INO`).

@@ -2,13 +2,10 @@ mod error;
 mod host;
 mod transport;
 
-use regex::Regex;
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::LazyLock;
 
 pub use error::EndpointError;
 pub use host::Host;
@@ -16,9 +13,29 @@ pub use transport::Transport;
 
 pub type Port = u16;
 
-static TRANSPORT_REGEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([[:lower:]]+)://(.+)$").unwrap());
-static HOST_PORT_REGEX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.+):([0-9]+)$").unwrap());
+/// `transport://address`, as the regex `^([[:lower:]]+)://(.+)$` matched it:
+/// an ASCII lower-case transport and a non-empty address, no line feed.
+/// Parsed by hand: compiling that regex was the only use of the regex engine
+/// in a daemon that binds an endpoint (see RINGMASTER-PATCH.md).
+fn split_transport(s: &str) -> Option<(&str, &str)> {
+    let (transport, address) = s.split_once("://")?;
+    let ok = !transport.is_empty()
+        && transport.bytes().all(|b| b.is_ascii_lowercase())
+        && !address.is_empty()
+        && !address.contains('\n');
+    ok.then_some((transport, address))
+}
+
+/// `host:port`, as `^(.+):([0-9]+)$` matched it: split at the last colon,
+/// a non-empty host and one or more ASCII digits.
+fn split_host_port(address: &str) -> Option<(&str, &str)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let ok = !host.is_empty()
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !address.contains('\n');
+    ok.then_some((host, port))
+}
 
 /// Represents a ZMQ Endpoint.
 ///
@@ -62,19 +79,13 @@ impl FromStr for Endpoint {
     type Err = EndpointError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let caps = TRANSPORT_REGEX
-            .captures(s)
-            .ok_or(EndpointError::Syntax("Could not parse transport"))?;
-        let transport: &str = caps.get(1).unwrap().into();
+        let (transport, address) =
+            split_transport(s).ok_or(EndpointError::Syntax("Could not parse transport"))?;
         let transport: Transport = transport.parse()?;
-        let address = caps.get(2).unwrap().as_str();
 
         fn extract_host_port(address: &str) -> Result<(Host, Port), EndpointError> {
-            let caps = HOST_PORT_REGEX
-                .captures(address)
+            let (host, port) = split_host_port(address)
                 .ok_or(EndpointError::Syntax("Could not parse host and port"))?;
-            let host = caps.get(1).unwrap().as_str();
-            let port = caps.get(2).unwrap().as_str();
             let port: Port = port
                 .parse()
                 .map_err(|_e| EndpointError::Syntax("Port must be a u16 but was out of range"))?;
