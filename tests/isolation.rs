@@ -60,7 +60,7 @@ gid = 54321
 }
 
 #[test]
-fn hooks_get_no_inherited_fd_and_no_ignored_signal() {
+fn hooks_get_no_inherited_fd_and_no_ignored_or_blocked_signal() {
     let devnull = std::fs::File::open("/dev/null").unwrap();
     let src = devnull.as_raw_fd();
     let mut d = Daemon::start_customized(
@@ -68,7 +68,7 @@ fn hooks_get_no_inherited_fd_and_no_ignored_signal() {
 [watchers.hooked]
 cmd = "sleep 1000"
 [watchers.hooked.hooks]
-before_start = "ls /proc/self/fd > {dir}/fds.tmp && mv {dir}/fds.tmp {dir}/fds && grep SigIgn /proc/self/status > {dir}/sigign"
+before_start = "ls /proc/self/fd > {dir}/fds.tmp && mv {dir}/fds.tmp {dir}/fds && grep SigIgn /proc/self/status > {dir}/sigign && grep SigBlk /proc/self/status > {dir}/sigblk"
 "#,
         "toml",
         &[],
@@ -93,6 +93,14 @@ before_start = "ls /proc/self/fd > {dir}/fds.tmp && mv {dir}/fds.tmp {dir}/fds &
         mask & (1 << (libc::SIGUSR2 - 1)),
         0,
         "SIGUSR2 still ignored in the hook: {ign}"
+    );
+    // The daemon's threads block the signals it handles (one thread takes
+    // them); a hook must start with none blocked.
+    let blk = std::fs::read_to_string(d.path("sigblk")).expect("the hook wrote SigBlk");
+    assert_eq!(
+        blk.trim().trim_start_matches("SigBlk:").trim(),
+        "0000000000000000",
+        "{blk}"
     );
     drop(devnull);
 }

@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The daemon's writable cgroup v2 subtree.
@@ -33,7 +34,7 @@ pub(crate) struct Hierarchy {
 }
 
 /// The mount point of the cgroup2 (unified) hierarchy, from mountinfo.
-fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
+pub(crate) fn unified_mount(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         if right.split_whitespace().next()? != "cgroup2" {
@@ -131,18 +132,23 @@ impl Hierarchy {
     /// Creates the cgroup for one slot.
     pub(crate) fn slot(&self, name: &str) -> io::Result<SlotCgroup> {
         let dir = self.root.join(name);
-        match fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        // A cgroup that existed already may have been killed (by a previous
+        // image of the daemon, before an upgrade): see `SlotCgroup::killed`.
+        let existed = match fs::create_dir(&dir) {
+            Ok(()) => false,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
                     format!("cannot create {}: {e}", dir.display()),
                 ))
             }
-        }
-        let cg = SlotCgroup { dir };
-        if let Err(e) = cg.open_procs() {
+        };
+        let cg = SlotCgroup {
+            dir,
+            killed: AtomicBool::new(existed),
+        };
+        if let Err(e) = cg.open_join() {
             let _ = fs::remove_dir(&cg.dir);
             return Err(e);
         }
@@ -225,21 +231,21 @@ fn probe_join(root: &Path) -> io::Result<()> {
 /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub(crate) struct CloneArgs {
+    pub(crate) flags: u64,
+    pub(crate) pidfd: u64,
+    pub(crate) child_tid: u64,
+    pub(crate) parent_tid: u64,
+    pub(crate) exit_signal: u64,
+    pub(crate) stack: u64,
+    pub(crate) stack_size: u64,
+    pub(crate) tls: u64,
+    pub(crate) set_tid: u64,
+    pub(crate) set_tid_size: u64,
+    pub(crate) cgroup: u64,
 }
 
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// A fork-like `clone3(CLONE_INTO_CGROUP)` whose child exits at once.
 fn born_in(dir: &Path) -> io::Result<()> {
@@ -358,29 +364,62 @@ pub(crate) fn populated(dir: &Path) -> bool {
     }
 }
 
+/// A slot cgroup's directory and `cgroup.procs`, for one spawn.
+#[derive(Debug)]
+pub(crate) struct Join {
+    /// None when the child must join by writing (see `SlotCgroup::killed`).
+    pub(crate) dir: Option<OwnedFd>,
+    pub(crate) procs: OwnedFd,
+}
+
 /// One slot's cgroup.
 #[derive(Debug)]
 pub(crate) struct SlotCgroup {
     pub(crate) dir: PathBuf,
+    /// Once `cgroup.kill` was written, a child must not be born in this
+    /// cgroup with `clone3(CLONE_INTO_CGROUP)`: the kernel (6.18 here)
+    /// compares the cgroup's kill count with the *parent's* cgroup's and
+    /// SIGKILLs such a child at once. Later children join by writing to
+    /// `cgroup.procs`.
+    killed: AtomicBool,
 }
 
 impl SlotCgroup {
-    /// The `cgroup.procs` a new child writes "0" to, to join the cgroup:
-    /// opened for one spawn only, so a slot holds no fd between spawns.
-    pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
-        let path = CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())
+    /// What a new child needs to start in this cgroup, opened for one spawn
+    /// only, so a slot holds no fd between spawns: the directory, which
+    /// `clone3(CLONE_INTO_CGROUP)` creates the child in, and its
+    /// `cgroup.procs`, which the child writes "0" to where clone3 cannot.
+    pub(crate) fn open_join(&self) -> io::Result<Join> {
+        let path = CString::new(self.dir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "cgroup path contains a NUL byte"))?;
-        // SAFETY: open on a valid C string; the fd is owned below.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot open {}/cgroup.procs: {e}", self.dir.display()),
-            ));
-        }
-        // SAFETY: fd was just returned by open.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        let opened = |what: &str, fd: libc::c_int| {
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot open {}{what}: {e}", self.dir.display()),
+                ));
+            }
+            // SAFETY: fd was just returned by open/openat.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        // SAFETY: open on a valid C string; the fd is owned by `opened`.
+        let dir = opened("", unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        // SAFETY: openat on an open directory fd and a literal C string.
+        let procs = opened("/cgroup.procs", unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        })?;
+        let dir = (!self.killed.load(Ordering::Relaxed)).then_some(dir);
+        Ok(Join { dir, procs })
     }
 
     pub(crate) fn populated(&self) -> bool {
@@ -410,6 +449,7 @@ impl SlotCgroup {
 
     /// SIGKILLs every process in the cgroup, including ones forked meanwhile.
     pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
         let r = fs::OpenOptions::new()
             .write(true)
             .open(self.dir.join("cgroup.kill"))

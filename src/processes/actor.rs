@@ -360,7 +360,7 @@ impl ProcessActor {
         let procs = self
             .containment
             .prepare()
-            .and_then(|c| c.map(|c| c.open_procs().map_err(|e| format!("{e}"))).transpose());
+            .and_then(|c| c.map(|c| c.open_join().map_err(|e| format!("{e}"))).transpose());
         let procs = match procs {
             Ok(c) => c,
             Err(e) => {
@@ -370,10 +370,14 @@ impl ProcessActor {
             }
         };
         let (spec, sockets, wid) = (Arc::clone(&self.spec), Arc::clone(&self.sockets), self.wid);
-        // The job holds the open cgroup.procs until the child has exec'd.
+        // The job holds the cgroup's fds open until the child has exec'd.
         let job = move || {
-            let fd = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-            spawn::spawn(&spec, wid, &sockets, (out, err), &extra, owner, fd)
+            use std::os::fd::AsRawFd;
+            let cgroup = procs.as_ref().map(|j| spawn::CgroupFds {
+                dir: j.dir.as_ref().map(|d| d.as_raw_fd()),
+                procs: j.procs.as_raw_fd(),
+            });
+            spawn::spawn(&spec, wid, &sockets, (out, err), &extra, owner, cgroup)
         };
         ctx.spawn(
             async move { spawner::run(job).await }

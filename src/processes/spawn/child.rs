@@ -26,9 +26,12 @@
 //! memory, and a request protocol; this needs neither.)
 
 use super::plan::*;
+#[cfg(target_arch = "x86_64")]
+use crate::containment::cgroup::{CloneArgs, CLONE_INTO_CGROUP};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The child runs a dozen system calls and no deep code: 64 KiB is ample.
@@ -227,14 +230,14 @@ pub(super) fn launch(plan: &mut Plan) -> Result<i32, LaunchError> {
 }
 
 fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
-    let top = STACK_OF_THREAD.with(|s| {
+    let stack = STACK_OF_THREAD.with(|s| {
         let mut s = s.borrow_mut();
         if s.is_none() {
             *s = Some(Stack::new()?);
         }
-        Ok::<_, io::Error>(s.as_ref().map(Stack::top))
+        Ok::<_, io::Error>(s.as_ref().map(|s| (s.base, s.top())))
     });
-    let top = match top {
+    let (base, top) = match stack {
         Ok(Some(t)) => t,
         Ok(None) => return Err(LaunchError::Setup("no stack for the child".into())),
         Err(e) => return Err(LaunchError::Setup(format!("child stack: {e}"))),
@@ -258,13 +261,34 @@ fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
             &mut old as *mut u64,
             8usize,
         );
-        let pid = libc::clone(
-            child_main,
-            top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
-            (plan as *mut Plan).cast(),
-        );
-        let e = io::Error::last_os_error();
+        let mut born = None;
+        if let (Some(dir), true) = (plan.cgroup_dir, CLONE3.load(Ordering::Relaxed)) {
+            plan.born_in_cgroup = true;
+            match clone3_vfork(dir, base, top, (plan as *mut Plan).cast()) {
+                Ok(pid) => born = Some((pid, io::Error::from_raw_os_error(0))),
+                Err(e) => {
+                    // Not available here (old kernel, seccomp): never again.
+                    // Any other refusal: this spawn joins by writing, which
+                    // reports the step and errno if joining fails.
+                    if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EPERM)) {
+                        CLONE3.store(false, Ordering::Relaxed);
+                    }
+                    plan.born_in_cgroup = false;
+                }
+            }
+        }
+        let (pid, e) = match born {
+            Some(b) => b,
+            None => {
+                let pid = libc::clone(
+                    child_main,
+                    top,
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
+                    (plan as *mut Plan).cast(),
+                );
+                (pid, io::Error::last_os_error())
+            }
+        };
         libc::syscall(
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
@@ -295,6 +319,83 @@ fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
         });
     }
     Ok(pid)
+}
+
+/// Whether `clone3(CLONE_INTO_CGROUP)` may be tried; cleared for good when
+/// the kernel or a seccomp filter refuses clone3 itself.
+static CLONE3: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_64"));
+
+/// The vfork-style clone of `launch_on`, with the child created directly in
+/// the cgroup `dir`: moving a process into a cgroup takes the kernel's
+/// `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace
+/// period, once per spawn; a child born there never moves (glibc's
+/// `posix_spawnattr_setcgroup_np` does the same). glibc has no clone3
+/// wrapper, so the system call is made here: the child returns from it on
+/// its own stack (`base`..`top`) and calls `child_main(arg)` there, never
+/// returning into this frame.
+///
+/// # Safety
+/// As for `libc::clone` in `launch_on`: every signal blocked, `arg` and the
+/// stack alive until the child has exec'd or exited (CLONE_VFORK).
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork(
+    dir: RawFd,
+    base: *mut libc::c_void,
+    top: *mut libc::c_void,
+    arg: *mut libc::c_void,
+) -> io::Result<i32> {
+    let args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES) as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: base as u64,
+        stack_size: (top as u64).wrapping_sub(base as u64),
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    let f: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let ret: i64;
+    // The child starts after `syscall` with rax = 0 and rsp = top (16-byte
+    // aligned: page-aligned), calls `f(arg)`, and exits with its result if
+    // it ever returned. r12 and r13 carry `f` and `arg` over the syscall,
+    // which clobbers only rcx and r11. The parent goes on at 2 with the pid
+    // or -errno.
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        "xor ebp, ebp",
+        "and rsp, -16",
+        "mov rdi, r13",
+        "call r12",
+        "mov edi, eax",
+        "mov eax, {exit_group}",
+        "syscall",
+        "ud2",
+        "2:",
+        exit_group = const libc::SYS_exit_group,
+        inlateout("rax") libc::SYS_clone3 => ret,
+        in("rdi") &args as *const CloneArgs,
+        in("rsi") std::mem::size_of::<CloneArgs>(),
+        in("r12") f,
+        in("r13") arg,
+        lateout("rcx") _,
+        lateout("r11") _,
+        options(nostack),
+    );
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as i32)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_vfork(
+    _dir: RawFd,
+    _base: *mut libc::c_void,
+    _top: *mut libc::c_void,
+    _arg: *mut libc::c_void,
+) -> io::Result<i32> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
@@ -391,7 +492,7 @@ unsafe fn child(p: &mut Plan) -> ! {
         top = top.max(fd);
     }
 
-    if let Some(i) = p.cgroup {
+    if let (Some(i), false) = (p.cgroup, p.born_in_cgroup) {
         if i < want
             && sys(
                 libc::SYS_write,

@@ -6,9 +6,9 @@
 //! In the child, in order: a private descriptor table with only the daemon's
 //! lowest fds; every signal disposition back to default (all signals stay
 //! blocked until just before execve); its descriptors received from the
-//! parent; join the slot's cgroup (cgroup kill mode, by writing "0" to a
-//! `cgroup.procs` fd opened by the parent, so nothing it starts is ever
-//! outside); new process group; stdin/stdout/stderr and the watcher's sockets
+//! parent; join the slot's cgroup (cgroup kill mode: born in it by
+//! `clone3(CLONE_INTO_CGROUP)`, or else by writing "0" to a `cgroup.procs`
+//! fd opened by the parent; either way nothing it starts is ever outside); new process group; stdin/stdout/stderr and the watcher's sockets
 //! placed at 0, 1, 2, 3, … and every other fd closed; rlimits; supplementary
 //! groups; gid; uid; umask; working_dir; `LISTEN_PID` filled with the child's
 //! own pid; empty signal mask; execve. A failure at any step is written
@@ -34,6 +34,16 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// The slot cgroup a child starts in (cgroup kill mode): its directory, for
+/// `clone3(CLONE_INTO_CGROUP)`, and its `cgroup.procs`, which the child
+/// writes "0" to where clone3 cannot be used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CgroupFds {
+    /// None: join by writing only.
+    pub(crate) dir: Option<RawFd>,
+    pub(crate) procs: RawFd,
+}
 
 /// A socket handed to a child: its name and the daemon's fd.
 #[derive(Clone, Debug)]
@@ -319,14 +329,14 @@ pub fn spawn(
     outputs: (Output, Output),
     extra_env: &[(String, String)],
     owner: Recipient<Exited>,
-    cgroup_procs: Option<RawFd>,
+    cgroup: Option<CgroupFds>,
 ) -> Result<Spawned, SpawnError> {
     let Prepared {
         mut plan,
         pipes,
         argv,
         prog,
-    } = prepare(spec, wid, sockets, outputs, extra_env, cgroup_procs)?;
+    } = prepare(spec, wid, sockets, outputs, extra_env, cgroup)?;
     Reaper::global()
         .spawn_with(owner, || child::launch(&mut plan))
         .map_err(|e| launch_error(prog, e))
@@ -361,7 +371,7 @@ fn prepare(
     sockets: &[InheritedSocket],
     (stdout, stderr): (Output, Output),
     extra_env: &[(String, String)],
-    cgroup_procs: Option<RawFd>,
+    cgroup: Option<CgroupFds>,
 ) -> Result<Prepared, SpawnError> {
     let child_fds: Vec<(String, i32)> = sockets
         .iter()
@@ -417,7 +427,7 @@ fn prepare(
         listen_pid: !sockets.is_empty(),
         sockets: &src,
         outputs: (stdout, stderr),
-        cgroup_procs,
+        cgroup,
     })?;
     Ok(Prepared {
         plan,
@@ -482,6 +492,61 @@ mod tests {
             fd_size < 1024,
             "the child's descriptor table has {fd_size} slots: it was copied from the daemon's {want}+"
         );
+    }
+
+    /// A child is created directly in its slot cgroup (clone3
+    /// `CLONE_INTO_CGROUP`), not moved there: given a `cgroup.procs` it
+    /// cannot write to, the spawn still succeeds and the child is in the
+    /// cgroup. Joining by writing would fail at the "join cgroup" step.
+    #[test]
+    fn a_child_is_born_in_its_cgroup() {
+        use std::os::fd::AsRawFd;
+        reserve_channels().expect("channels");
+        let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a cgroup v2 hierarchy (this test needs one, writable)");
+        let rel = format!("{}/rm-born-{}", own.trim_end_matches('/'), std::process::id());
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let mount = crate::containment::cgroup::unified_mount(&mountinfo).expect("a cgroup2 mount");
+        let dir = mount.join(rel.trim_start_matches('/'));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let dir_fd = std::fs::File::open(&dir).expect("open the cgroup dir");
+        let unwritable = std::fs::File::open("/dev/null").expect("/dev/null");
+        let spec = spec("/bin/sleep 30");
+        let fds = CgroupFds {
+            dir: Some(dir_fd.as_raw_fd()),
+            procs: unwritable.as_raw_fd(),
+        };
+        let mut p = prepare(&spec, 1, &[], (Output::Null, Output::Null), &[], Some(fds)).expect("prepare");
+        let launched = child::launch(&mut p.plan);
+        let cgroup = match &launched {
+            Ok(pid) => std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if let Ok(pid) = launched {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        // Empty once its member is reaped (above, or by another test's waitpid(-1)).
+        let removed = std::fs::remove_dir(&dir);
+        if let Err(e) = &launched {
+            let why = match e {
+                child::LaunchError::Setup(s) => s.clone(),
+                child::LaunchError::Clone(e) => format!("clone: {e}"),
+                child::LaunchError::Child { step, err } => format!("{step}: {err}"),
+            };
+            panic!("the spawn failed ({why}): the child was not born in its cgroup");
+        }
+        let unified = cgroup.lines().find(|l| l.starts_with("0::")).unwrap_or_default();
+        assert_eq!(
+            unified,
+            format!("0::{rel}"),
+            "the child is not in its cgroup:\n{cgroup}"
+        );
+        removed.unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
     }
 
     #[test]

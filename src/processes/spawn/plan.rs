@@ -66,8 +66,14 @@ pub(crate) struct Plan {
     /// rest are only used before exec (cgroup.procs).
     pub fds: Vec<RawFd>,
     pub targets: usize,
-    /// Index in `fds` of the slot's `cgroup.procs`, the child writes "0" to it.
+    /// Index in `fds` of the slot's `cgroup.procs`, the child writes "0" to
+    /// it unless it was born in the cgroup.
     pub cgroup: Option<usize>,
+    /// The slot cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub cgroup_dir: Option<RawFd>,
+    /// Set by the parent before the clone: the child starts in its cgroup
+    /// already (clone3), so it does not write to `cgroup.procs`.
+    pub born_in_cgroup: bool,
     pub rlimits: Vec<(u32, libc::rlimit64)>,
     pub groups: Option<Vec<libc::gid_t>>,
     pub gid: Option<libc::gid_t>,
@@ -125,7 +131,7 @@ pub(crate) struct PlanInput<'a> {
     pub listen_pid: bool,
     pub sockets: &'a [RawFd],
     pub outputs: (Output, Output),
-    pub cgroup_procs: Option<RawFd>,
+    pub cgroup: Option<super::CgroupFds>,
 }
 
 impl Plan {
@@ -138,7 +144,7 @@ impl Plan {
             listen_pid,
             sockets,
             outputs,
-            cgroup_procs,
+            cgroup: cgroup_fds,
         } = input;
         let mut listen_pid_index = None;
         if listen_pid {
@@ -186,8 +192,8 @@ impl Plan {
         let mut fds = vec![stdin, out_w, err_w];
         fds.extend_from_slice(sockets);
         let targets = fds.len();
-        let cgroup = cgroup_procs.map(|fd| {
-            fds.push(fd);
+        let cgroup = cgroup_fds.map(|c| {
+            fds.push(c.procs);
             fds.len() - 1
         });
         // SAFETY: CMSG_SPACE is arithmetic.
@@ -209,6 +215,8 @@ impl Plan {
             fds,
             targets,
             cgroup,
+            cgroup_dir: cgroup_fds.and_then(|c| c.dir),
+            born_in_cgroup: false,
             rlimits: rlimits(spec),
             groups: ids.groups,
             gid: ids.gid,
