@@ -264,17 +264,17 @@ fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
         let mut born = None;
         if let (Some(dir), true) = (plan.cgroup_dir, CLONE3.load(Ordering::Relaxed)) {
             plan.born_in_cgroup = true;
-            match clone3_vfork(dir, base, top, (plan as *mut Plan).cast()) {
-                Ok(pid) => born = Some((pid, io::Error::from_raw_os_error(0))),
-                Err(e) => {
-                    // Not available here (old kernel, seccomp): never again.
-                    // Any other refusal: this spawn joins by writing, which
-                    // reports the step and errno if joining fails.
-                    if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EPERM)) {
-                        CLONE3.store(false, Ordering::Relaxed);
-                    }
-                    plan.born_in_cgroup = false;
+            let r = clone3_vfork(dir, base, top, (plan as *mut Plan).cast());
+            if r >= 0 {
+                born = Some((r as i32, io::Error::from_raw_os_error(0)));
+            } else {
+                // Not available here (old kernel, seccomp): never again.
+                // Any other refusal: this spawn joins by writing, which
+                // reports the step and errno if joining fails.
+                if matches!(-r as i32, libc::ENOSYS | libc::E2BIG | libc::EPERM) {
+                    CLONE3.store(false, Ordering::Relaxed);
                 }
+                plan.born_in_cgroup = false;
             }
         }
         let (pid, e) = match born {
@@ -326,7 +326,7 @@ fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
 static CLONE3: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_64"));
 
 /// The vfork-style clone of `launch_on`, with the child created directly in
-/// the cgroup `dir`: moving a process into a cgroup takes the kernel's
+/// the cgroup `dir` (the pid, or -errno): moving a process into a cgroup takes the kernel's
 /// `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace
 /// period, once per spawn; a child born there never moves (glibc's
 /// `posix_spawnattr_setcgroup_np` does the same). glibc has no clone3
@@ -343,14 +343,22 @@ unsafe fn clone3_vfork(
     base: *mut libc::c_void,
     top: *mut libc::c_void,
     arg: *mut libc::c_void,
-) -> io::Result<i32> {
+) -> i64 {
+    // Spelled out, not `..Default::default()`: nothing outside this module
+    // may run with every signal blocked (bench/link-order's page tracer
+    // faults on the first execution of every other page).
     let args = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES) as u64 | CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
         exit_signal: libc::SIGCHLD as u64,
         stack: base as u64,
         stack_size: (top as u64).wrapping_sub(base as u64),
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
         cgroup: dir as u64,
-        ..CloneArgs::default()
     };
     let f: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
     let ret: i64;
@@ -382,10 +390,7 @@ unsafe fn clone3_vfork(
         lateout("r11") _,
         options(nostack),
     );
-    if ret < 0 {
-        return Err(io::Error::from_raw_os_error(-ret as i32));
-    }
-    Ok(ret as i32)
+    ret
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -394,8 +399,8 @@ unsafe fn clone3_vfork(
     _base: *mut libc::c_void,
     _top: *mut libc::c_void,
     _arg: *mut libc::c_void,
-) -> io::Result<i32> {
-    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+) -> i64 {
+    -(libc::ENOSYS as i64)
 }
 
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
