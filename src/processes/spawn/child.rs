@@ -229,6 +229,9 @@ pub(super) fn launch(plan: &mut Plan) -> Result<i32, LaunchError> {
     res
 }
 
+// Not inlined: the code that runs with every signal blocked stays in this
+// module's symbols, which bench/link-order's page tracer keeps executable.
+#[inline(never)]
 fn launch_on(chan: &Channel, plan: &mut Plan) -> Result<i32, LaunchError> {
     let stack = STACK_OF_THREAD.with(|s| {
         let mut s = s.borrow_mut();
@@ -338,6 +341,7 @@ static CLONE3: AtomicBool = AtomicBool::new(cfg!(target_arch = "x86_64"));
 /// As for `libc::clone` in `launch_on`: every signal blocked, `arg` and the
 /// stack alive until the child has exec'd or exited (CLONE_VFORK).
 #[cfg(target_arch = "x86_64")]
+#[inline(never)]
 unsafe fn clone3_vfork(
     dir: RawFd,
     base: *mut libc::c_void,
