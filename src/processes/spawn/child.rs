@@ -7,7 +7,10 @@
 //! it makes only raw system calls (no allocation, no lock, no glibc wrapper
 //! that keeps state: glibc's setuid would try to signal the daemon's other
 //! threads), reads the [`Plan`] and writes its failure, if any, into
-//! `plan.report`.
+//! `plan.report`. In cgroup kill mode the same clone is made with `clone3`
+//! and `CLONE_INTO_CGROUP` where the kernel allows it (see
+//! [`clone3_vfork`]), so the child is born in its slot's cgroup instead of
+//! moving itself there.
 //!
 //! The descriptor table is not copied either. With 10,000 processes the
 //! daemon holds 20,000 pipe ends; a fork or a plain vfork copies that table
