@@ -8,19 +8,6 @@ use common::*;
 use serde_json::json;
 use std::path::Path;
 
-/// Kills the grandchildren a test recorded, should it fail half-way.
-struct Strays(Vec<i32>);
-
-impl Drop for Strays {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if alive(pid) {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
 /// Waits for a pid file written by a grandchild (no event exists for it).
 fn pid_file(path: &Path) -> i32 {
     let mut pid = 0;

@@ -35,19 +35,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Kills the processes a test recorded, should it fail half-way.
-struct Strays(Vec<i32>);
-
-impl Drop for Strays {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if alive(pid) {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
-
 const INCR_N: usize = 2000;
 /// The slowest `list`/`status` of the other watcher allowed while the
 /// processes start. With every start prepared on the actors' thread at once,

@@ -299,6 +299,20 @@ impl Drop for Daemon {
     }
 }
 
+/// Kills the processes a test recorded (grandchildren the daemon may not
+/// know of), should it fail half-way.
+pub struct Strays(pub Vec<i32>);
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// True while `pid` exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
