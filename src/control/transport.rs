@@ -439,14 +439,10 @@ impl<D: Dispatcher> Requests<'_, D> {
 /// written (bounded by [`HAND_OVER_QUIET`]), with the requests waiting on
 /// them: those in flight and those `unread`.
 async fn hand_over(socket: &RouterSocket, unread: Vec<Vec<Bytes>>, inflight: &Inflight) -> HandOver {
-    let deadline = tokio::time::Instant::now() + HAND_OVER_QUIET;
-    // The crate signals no event when a peer's writer is done: look again
-    // each millisecond, a bounded number of times.
-    let mut peers = socket.export_peers();
-    while peers.iter().any(|p| !p.quiet) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        peers = socket.export_peers();
-    }
+    // Woken by the connections' readers and writers (the zeromq patch);
+    // one still busy at the deadline is left out below.
+    let _ = tokio::time::timeout(HAND_OVER_QUIET, socket.until_quiet()).await;
+    let peers = socket.export_peers();
     let mut fds = Vec::new();
     let mut carry = ControlCarry::default();
     for p in peers {

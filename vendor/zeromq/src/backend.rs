@@ -320,7 +320,7 @@ impl MultiPeerBackend for GenericSocketBackend {
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
             if let Err(error) =
-                write_message_queue_counted(queue_receiver, send_queue, Some(&conn.written)).await
+                write_message_queue_counted(queue_receiver, send_queue, Some(&conn)).await
             {
                 log::debug!(
                     "Error sending message to peer {:?}: {:?}",

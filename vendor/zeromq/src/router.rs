@@ -136,9 +136,7 @@ impl RouterSocket {
             .lock()
             .iter()
             .filter_map(|(id, c)| {
-                let quiet = c.at_boundary.load(std::sync::atomic::Ordering::Acquire)
-                    && c.written.load(std::sync::atomic::Ordering::Acquire)
-                        >= c.queued.load(std::sync::atomic::Ordering::Acquire);
+                let quiet = c.quiet();
                 Some(ExportedPeer {
                     identity: id.clone().into(),
                     fd: c.raw_fd?,
@@ -147,6 +145,27 @@ impl RouterSocket {
                 })
             })
             .collect()
+    }
+
+    /// RINGMASTER-PATCH: completes once every established connection is
+    /// quiet (see `export_peers`); woken by the connections' readers and
+    /// writers, never polled. Bound it with a timeout.
+    pub async fn until_quiet(&self) {
+        futures::future::poll_fn(|cx| {
+            let conns = self.backend.connections.lock();
+            let mut all = true;
+            for c in conns.values() {
+                // Registered before the check: a change after it wakes us.
+                c.changed.register(cx.waker());
+                all &= c.quiet();
+            }
+            if all {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 
     /// RINGMASTER-PATCH: takes over an established connection that another

@@ -2,7 +2,7 @@ use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 const WRITE_BATCH_LIMIT: usize = 128;
 
@@ -20,7 +20,7 @@ pub(crate) async fn write_message_queue(
 pub(crate) async fn write_message_queue_counted(
     mut queue_receiver: mpsc::Receiver<Message>,
     mut send_queue: ZmqFramedWrite,
-    written: Option<&AtomicU64>,
+    written: Option<&crate::codec::ConnState>,
 ) -> CodecResult<()> {
     while let Some(message) = queue_receiver.next().await {
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
@@ -37,8 +37,9 @@ pub(crate) async fn write_message_queue_counted(
         }
 
         send_queue.flush().await?;
-        if let Some(w) = written {
-            w.fetch_add(fed, Ordering::AcqRel);
+        if let Some(c) = written {
+            c.written.fetch_add(fed, Ordering::AcqRel);
+            c.changed.wake();
         }
     }
 

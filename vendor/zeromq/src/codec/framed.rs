@@ -52,6 +52,17 @@ pub(crate) struct ConnState {
     /// Messages handed to the peer's send queue / written and flushed.
     pub(crate) queued: AtomicU64,
     pub(crate) written: AtomicU64,
+    /// Woken when the reader reaches a message boundary or the writer has
+    /// flushed (what `RouterSocket::until_quiet` waits for).
+    pub(crate) changed: futures::task::AtomicWaker,
+}
+
+impl ConnState {
+    /// Nothing half read, nothing queued but unwritten.
+    pub(crate) fn quiet(&self) -> bool {
+        self.at_boundary.load(Ordering::Acquire)
+            && self.written.load(Ordering::Acquire) >= self.queued.load(Ordering::Acquire)
+    }
 }
 
 impl ZmqFramedRead {
@@ -134,6 +145,9 @@ impl Stream for ZmqFramedRead {
         // RINGMASTER-PATCH: see ConnState.
         let boundary = this.buffer.is_empty() && this.codec.at_message_boundary();
         this.conn.at_boundary.store(boundary, Ordering::Release);
+        if boundary {
+            this.conn.changed.wake();
+        }
         polled
     }
 }
