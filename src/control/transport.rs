@@ -551,17 +551,15 @@ mod tests {
                 .expect("reply");
             assert_eq!(body(&client.recv().await.expect("r1")), "r1");
 
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let peer = loop {
-                let peers = first.export_peers();
-                if let [p] = peers.as_slice() {
-                    if p.quiet {
-                        break p.clone();
-                    }
-                }
-                assert!(tokio::time::Instant::now() < deadline, "not quiet: {peers:?}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::timeout(Duration::from_secs(5), first.until_quiet())
+                .await
+                .expect("the connection goes quiet");
+            let peers = first.export_peers();
+            let [peer] = peers.as_slice() else {
+                panic!("one peer: {peers:?}")
             };
+            assert!(peer.quiet, "{peers:?}");
+            let peer = peer.clone();
             assert_eq!(peer.identity, "client-1");
             assert!(!peer.unix);
             // SAFETY: `first` owns the fd and is alive here.
